@@ -1,0 +1,135 @@
+/* kvtier — storage backend interface, for authors of a tier type.
+ * SPDX-License-Identifier: Apache-2.0
+ *
+ * A backend *type* is a `struct kvt_backend_ops` table registered once; the store
+ * creates *instances* of it from a config. The table opens with its ABI version and
+ * its size in the author's build; slots are only ever appended, and the store calls
+ * a slot only when the registered table is large enough to hold it and it is not NULL
+ * (KVT_BACKEND_OPS_HAS). Bump KVT_BACKEND_ABI_VERSION in the commit that appends one. */
+#ifndef KVTIER_BACKEND_H
+#define KVTIER_BACKEND_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "key.h"
+#include "status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KVT_BACKEND_ABI_VERSION 1u
+#define KVT_NAME_MAX 64 /**< backend names, including the NUL */
+
+typedef enum kvt_log_level {
+    KVT_LOG_DEBUG = 0,
+    KVT_LOG_INFO = 1,
+    KVT_LOG_WARN = 2,
+    KVT_LOG_ERROR = 3
+} kvt_log_level;
+
+/** LMCache's persisted chunk metadata (MemoryFormat, remote dtype code, 4-D shape). */
+typedef struct kvt_chunk_meta {
+    uint32_t fmt;        /**< 0 UNDEFINED, 1 KV_2LTD, ... 4 BINARY, 5 BINARY_BUFFER, 6 KV_MLA_FMT */
+    uint32_t dtype_code; /**< 0 none, 2 float16, 3 bfloat16, 4 float32, ... */
+    int32_t shape[4];
+    uint32_t num_tokens; /**< tokens this chunk covers; 0 = the store's chunk_size */
+} kvt_chunk_meta;
+
+/** An immutable, reference-counted chunk. Whoever holds a reference may read it until
+ *  they release it; the bytes never change once the object is shared. */
+typedef struct kvt_obj kvt_obj;
+
+/** @return borrowed, valid while the caller holds a reference. Thread-safety: any thread. */
+KVT_API const void *kvt_obj_data(const kvt_obj *obj);
+KVT_API size_t kvt_obj_size(const kvt_obj *obj);
+KVT_API const kvt_chunk_meta *kvt_obj_meta(const kvt_obj *obj);
+/** Writable bytes: only for the creator of the object, before it is shared. */
+KVT_API void *kvt_obj_data_mut(kvt_obj *obj);
+/** Takes one more reference. Thread-safety: any thread. */
+KVT_API void kvt_obj_retain(kvt_obj *obj);
+/** Drops one reference; the last one frees the object. NULL is a no-op. */
+KVT_API void kvt_obj_release(kvt_obj *obj);
+
+/** What the store gives a backend instance: its name, buffers, logging. Opaque;
+ *  valid from create() until destroy() returns. */
+typedef struct kvt_backend_env kvt_backend_env;
+
+/** Allocates an object of `size` bytes (4096-byte aligned) for a read, from the CPU
+ *  tier's pool when the store has one (evicting if needed), else from the heap.
+ *  @param meta copied; NULL = zeroes. @param out one reference for the caller; NULL on
+ *  failure (KVT_ENOMEM). Thread-safety: any thread. */
+KVT_API int kvt_backend_alloc(const kvt_backend_env *env, size_t size, const kvt_chunk_meta *meta,
+                              kvt_obj **out);
+/** Logs through the store's handler with the backend's name as component. */
+KVT_API void kvt_backend_log(const kvt_backend_env *env, kvt_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/** The instance's registry name. @return borrowed. */
+KVT_API const char *kvt_backend_name(const kvt_backend_env *env);
+
+/** Gauges a backend reports about itself; the store adds its own counters. */
+typedef struct kvt_backend_stats {
+    uint64_t hits, misses;          /**< counted by the store */
+    uint64_t puts, put_failures;    /**< counted by the store (write-through included) */
+    uint64_t queued;                /**< write-through items waiting, store side */
+    uint64_t bytes_used, capacity_bytes, objects, evictions, pinned; /**< from the backend */
+} kvt_backend_stats;
+
+/** Flags of a backend type. */
+#define KVT_BACKEND_USES_CPU_BUFFERS 1u /**< reads allocate from LocalCPUBackend: it must exist */
+
+struct kvt_backend_ops {
+    uint32_t abi_version; /**< KVT_BACKEND_ABI_VERSION the backend was built with */
+    uint32_t struct_size; /**< sizeof(struct kvt_backend_ops) in that build */
+    const char *type_name; /**< registry name = class name, e.g. "LocalDiskBackend"; static */
+    uint32_t flags;        /**< KVT_BACKEND_* */
+
+    /** Does `cfg` ask for an instance of this type? (create and store open use it.) */
+    bool (*wanted)(const kvt_config *cfg);
+    /** Builds an instance; `*state` is passed to every other slot. `cfg` is borrowed
+     *  for the call only. Return KVT_OK or a status with kvt_last_error() detail. */
+    int (*create)(const kvt_backend_env *env, const kvt_config *cfg, void **state);
+    /** Frees an instance. The store calls it only after all I/O has drained. */
+    void (*destroy)(void *state);
+    /** Stores `obj` (borrowed: retain it to keep it). Non-CPU tiers are called from the
+     *  instance's write-through thread, one put at a time. An existing key: KVT_OK. */
+    int (*put)(void *state, const kvt_key *key, kvt_obj *obj);
+    /** KVT_OK with one reference in `*out`, KVT_ENOENT on a miss, another status on error
+     *  (counted as a miss by the store). Called from any thread. */
+    int (*get)(void *state, const kvt_key *key, kvt_obj **out);
+    /** 1 stored, 0 not, negative on error. Called from any thread. */
+    int (*contains)(void *state, const kvt_key *key);
+    /** KVT_OK removed, KVT_ENOENT absent. */
+    int (*remove)(void *state, const kvt_key *key);
+    /** Removes everything; adds the tokens removed to `*tokens`. */
+    int (*clear)(void *state, uint64_t *tokens);
+    /* Optional slots (NULL allowed): */
+    /** Number of leading keys stored, in one pass (else the store calls contains()). */
+    size_t (*count_prefix)(void *state, const kvt_key *keys, size_t n, bool pin);
+    /** Releases pins taken by count_prefix(..., pin = true). */
+    int (*unpin)(void *state, const kvt_key *key);
+    /** Fills the backend's own gauges. */
+    void (*stats)(void *state, kvt_backend_stats *out);
+    /* ---- ABI version 1 ends here; append only ---- */
+};
+
+/** True when `ops` was built with slot `slot` and fills it. */
+#define KVT_BACKEND_OPS_HAS(ops, slot)                                                            \
+    ((ops)->struct_size >= offsetof(struct kvt_backend_ops, slot) + sizeof((ops)->slot) &&        \
+     (ops)->slot != NULL)
+
+/** Adds a backend type to the process-wide type table (the built-in ones are already
+ *  there). Instances are created, in registration order after the built-in tiers,
+ *  when `ops->wanted(cfg)` says so. KVT_EEXIST for a taken name, KVT_EINVAL for a bad
+ *  table (newer ABI, short struct, missing required slot, bad name).
+ *  @param ops borrowed: must outlive every store. Thread-safety: any thread. Code is
+ *  never loaded from configuration: this C call is the only way to add a type. */
+KVT_API int kvt_register_backend_type(const struct kvt_backend_ops *ops);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

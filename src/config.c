@@ -1,0 +1,1222 @@
+/* kvtier — configuration: the descriptor table, values, precedence and validation.
+ *
+ * Every key is one row of conf_table. A kvt_config is one value slot per row; each slot
+ * remembers the source that wrote it, and a write from a lower source never replaces a
+ * higher one, so the result does not depend on the order in which sources are loaded.
+ * Every public mutation works on a copy that replaces the live config only after every
+ * key and every cross-key rule passed (Redis' CONFIG SET, minus partial application). */
+#include <ctype.h>
+#include <errno.h>
+#include <float.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "config_internal.h"
+
+/* ------------------------------------------------------------ the table */
+
+struct conf_val;
+struct conf_desc;
+typedef int (*conf_check_fn)(const struct conf_desc *d, struct conf_val *v);
+
+enum {
+    F_RUNTIME = 1 << 0, /* may change on a running store (POST /conf) */
+    F_SECRET = 1 << 1,  /* shown as "***" when redacted */
+    F_URL = 1 << 2,     /* a URL whose password is masked when redacted */
+    F_ABSENT = 1 << 3   /* an LMCache feature kvtier lacks: only the disabled value passes */
+};
+
+struct conf_desc {
+    const char *name;
+    kvt_config_type type;
+    const char *def; /* "" = unset (optional string and list keys only) */
+    const char *env; /* NULL: only through LMCACHE_EXTRA_CONFIG */
+    unsigned flags;
+    conf_check_fn check; /* runs after type and range checks, NULL if none */
+    int64_t ilo, ihi;    /* INT range, inclusive */
+    double flo, fhi;     /* FLOAT range, inclusive */
+    const char *doc;
+};
+
+struct conf_val {
+    bool set; /* false only for an optional key without a value */
+    kvt_config_source src;
+    bool b;
+    int64_t i;
+    double f;
+    char *s;      /* STRING, owned */
+    char **items; /* LIST, owned, NULL-terminated */
+    size_t n;
+};
+
+static int check_disk_paths(const struct conf_desc *d, struct conf_val *v);
+static int check_abs_paths(const struct conf_desc *d, struct conf_val *v);
+static int check_abs_path(const struct conf_desc *d, struct conf_val *v);
+static int check_url(const struct conf_desc *d, struct conf_val *v);
+static int check_serde(const struct conf_desc *d, struct conf_val *v);
+static int check_policy(const struct conf_desc *d, struct conf_val *v);
+static int check_hash(const struct conf_desc *d, struct conf_val *v);
+static int check_name(const struct conf_desc *d, struct conf_val *v);
+static int check_names(const struct conf_desc *d, struct conf_val *v);
+static int check_host(const struct conf_desc *d, struct conf_val *v);
+static int check_indexes(const struct conf_desc *d, struct conf_val *v);
+static int check_token(const struct conf_desc *d, struct conf_val *v);
+static int check_fallback(const struct conf_desc *d, struct conf_val *v);
+static int check_no_code(const struct conf_desc *d, struct conf_val *v);
+static int check_false(const struct conf_desc *d, struct conf_val *v);
+static int check_unset(const struct conf_desc *d, struct conf_val *v);
+
+#define ENV(upper) "LMCACHE_" upper
+#define B(n, def, env, fl, fn, doc)                                                               \
+    { n, KVT_CONF_BOOL, def, env, fl, fn, 0, 0, 0, 0, doc }
+#define I(n, def, env, fl, lo, hi, doc)                                                           \
+    { n, KVT_CONF_INT, def, env, fl, NULL, lo, hi, 0, 0, doc }
+#define F(n, def, env, fl, lo, hi, doc)                                                           \
+    { n, KVT_CONF_FLOAT, def, env, fl, NULL, 0, 0, lo, hi, doc }
+#define S(n, def, env, fl, fn, doc)                                                               \
+    { n, KVT_CONF_STRING, def, env, fl, fn, 0, 0, 0, 0, doc }
+#define L(n, env, fl, fn, doc)                                                                    \
+    { n, KVT_CONF_LIST, "", env, fl, fn, 0, 0, 0, 0, doc }
+#define XB(sub, def, doc) B("extra_config." sub, def, NULL, F_RUNTIME, NULL, doc)
+#define XI(sub, def, lo, hi, doc) I("extra_config." sub, def, NULL, F_RUNTIME, lo, hi, doc)
+#define XF(sub, def, lo, hi, doc) F("extra_config." sub, def, NULL, F_RUNTIME, lo, hi, doc)
+
+/* MiB such that the byte count still fits an int64_t. */
+#define MIB_MAX (INT64_MAX >> 20)
+
+static const struct conf_desc conf_table[] = {
+    I("chunk_size", "256", ENV("CHUNK_SIZE"), 0, 1, 1048576, "Tokens per chunk."),
+    B("local_cpu", "true", ENV("LOCAL_CPU"), 0, NULL,
+      "LocalCPU stores entries; false keeps it as the allocator only."),
+    F("max_local_cpu_size", "5.0", ENV("MAX_LOCAL_CPU_SIZE"), 0, 0.0, DBL_MAX,
+      "GiB of CPU cache; 0 disables LocalCPU."),
+    F("reserve_local_cpu_size", "0.0", ENV("RESERVE_LOCAL_CPU_SIZE"), 0, 0.0, DBL_MAX,
+      "GiB of CPU memory kept free for the host."),
+    S("local_disk", "", ENV("LOCAL_DISK"), F_RUNTIME, check_disk_paths,
+      "LocalDisk directory; optional file:// prefix; CSV for several absolute paths."),
+    F("max_local_disk_size", "0.0", ENV("MAX_LOCAL_DISK_SIZE"), F_RUNTIME, 0.0, DBL_MAX,
+      "GiB of LocalDisk cache; LocalDisk needs more than 0."),
+    S("gds_path", "", ENV("GDS_PATH"), F_RUNTIME, check_abs_paths,
+      "GDS root directory; CSV for several absolute paths."),
+    I("gds_buffer_size", "0", ENV("GDS_BUFFER_SIZE"), F_RUNTIME, 0, MIB_MAX,
+      "MiB of GDS bounce buffer; 0 = unset."),
+    B("use_gds", "true", ENV("USE_GDS"), F_RUNTIME, NULL,
+      "GDS uses cuFile I/O; false = POSIX I/O plus memcpy."),
+    S("remote_url", "", ENV("REMOTE_URL"), F_RUNTIME | F_URL, check_url,
+      "Remote tier URL: fs://, redis:// or unix://; passwords are masked when shown."),
+    S("remote_serde", "naive", ENV("REMOTE_SERDE"), 0, check_serde,
+      "Remote serializer; kvtier implements naive only."),
+    I("blocking_timeout_secs", "10", ENV("BLOCKING_TIMEOUT_SECS"), F_RUNTIME, 1, 3600,
+      "Seconds a remote get or contains may block."),
+    S("cache_policy", "LRU", ENV("CACHE_POLICY"), F_RUNTIME, check_policy,
+      "Eviction policy; kvtier implements LRU only."),
+    B("save_unfull_chunk", "false", ENV("SAVE_UNFULL_CHUNK"), 0, NULL,
+      "Keep the trailing partial chunk."),
+    S("pre_caching_hash_algorithm", "builtin", ENV("PRE_CACHING_HASH_ALGORITHM"), 0, check_hash,
+      "Must be builtin: chunk hashes come from the caller or kvt_hash_tokens (xxh3)."),
+    S("store_location", "", ENV("STORE_LOCATION"), 0, check_name,
+      "Backend name; restricts puts to that backend."),
+    L("retrieve_locations", ENV("RETRIEVE_LOCATIONS"), 0, check_names,
+      "Backend names; restricts lookup and get to those backends."),
+    B("internal_api_server_enabled", "false", ENV("INTERNAL_API_SERVER_ENABLED"), 0, NULL,
+      "Start the admin HTTP server."),
+    S("internal_api_server_host", "127.0.0.1", ENV("INTERNAL_API_SERVER_HOST"), 0, check_host,
+      "Admin server bind address; a non-loopback address needs an auth token."),
+    I("internal_api_server_port_start", "6999", ENV("INTERNAL_API_SERVER_PORT_START"), 0, 1,
+      65535, "Admin server base port."),
+    L("internal_api_server_include_index_list", ENV("INTERNAL_API_SERVER_INCLUDE_INDEX_LIST"), 0,
+      check_indexes, "Worker indexes that start an admin server; unset = all."),
+    S("internal_api_server_socket_path_prefix", "", ENV("INTERNAL_API_SERVER_SOCKET_PATH_PREFIX"),
+      0, check_abs_path, "Absolute path prefix of the admin Unix socket; unset = TCP."),
+    S("internal_api_server_auth_token", "", ENV("INTERNAL_API_SERVER_AUTH_TOKEN"), F_SECRET,
+      check_token, "Bearer token every admin route but GET /healthz requires; never shown."),
+    I("write_queue_depth", "64", ENV("WRITE_QUEUE_DEPTH"), 0, 1, 65536,
+      "kvtier: bound of each tier's write-through queue."),
+    /* LMCache features kvtier lacks: recognised so that their disabled values pass and
+     * anything else fails at load instead of being ignored. */
+    L("storage_plugins", ENV("STORAGE_PLUGINS"), F_ABSENT, check_no_code,
+      "LMCache storage plugins; must be empty: kvtier never loads code from configuration."),
+    L("external_backends", ENV("EXTERNAL_BACKENDS"), F_ABSENT, check_no_code,
+      "Alias of storage_plugins; must be empty."),
+    L("remote_storage_plugins", ENV("REMOTE_STORAGE_PLUGINS"), F_ABSENT, check_no_code,
+      "LMCache remote storage plugins; must be empty."),
+    B("enable_pd", "false", ENV("ENABLE_PD"), F_ABSENT, check_false,
+      "LMCache disaggregated prefill; must be false."),
+    B("enable_p2p", "false", ENV("ENABLE_P2P"), F_ABSENT, check_false,
+      "LMCache peer-to-peer sharing; must be false."),
+    S("maru_path", "", ENV("MARU_PATH"), F_ABSENT, check_unset, "LMCache Maru backend; must be unset."),
+    /* extra_config subkeys: only through LMCACHE_EXTRA_CONFIG or a file's extra_config map. */
+    XI("disk_io_threads", "4", 0, 256, "LocalDisk I/O threads; 0 = no pool."),
+    XB("use_odirect", "false", "LocalDisk O_DIRECT when the length is block-aligned."),
+    XI("max_alloc_attempts", "10", 1, 1000, "Allocation attempts of a GDS read."),
+    XF("allocation_attempt_delay_secs", "0.1", 0.0, 60.0, "Seconds between allocation attempts."),
+    XI("local_cpu.evict_batch_candidates", "16", 1, 4096,
+       "LRU entries LocalCPU examines per eviction pass."),
+    XB("save_chunk_meta", "true", "Remote values carry the 28-byte chunk header."),
+    XB("use_exists_sync", "false", "Remote contains is synchronous."),
+    S("extra_config.fallback_policy", "recompute", NULL, F_RUNTIME, check_fallback,
+      "When Remote is unhealthy: recompute or local_cpu."),
+    XI("ping_interval", "30", 1, 86400, "Seconds between Remote health pings."),
+    XI("ping_timeout", "5", 1, 3600, "Seconds a Remote health ping may take."),
+    XI("waiting_time_for_recovery", "300", 0, 86400,
+       "Seconds an unhealthy Remote waits before it is retried."),
+    XI("get_blocking_failed_threshold", "10", 1, 1000000,
+       "Failed gets per interval that mark Remote unhealthy."),
+};
+
+#define CONF_N KVT__ARRAY_LEN(conf_table)
+
+struct kvt_config {
+    struct conf_val v[CONF_N];
+};
+
+/* ------------------------------------------------------------ values */
+
+static bool optional(const struct conf_desc *d)
+{
+    return (d->type == KVT_CONF_STRING || d->type == KVT_CONF_LIST) && d->def[0] == '\0';
+}
+
+static void val_free(struct conf_val *v)
+{
+    free(v->s);
+    if (v->items) {
+        for (size_t k = 0; k < v->n; k++)
+            free(v->items[k]);
+        free(v->items);
+    }
+    *v = (struct conf_val){ .src = v->src };
+}
+
+/* Takes ownership of nothing: copies `n` items into a fresh NULL-terminated array. */
+static int val_set_items(struct conf_val *v, const char *const *items, size_t n)
+{
+    char **a = calloc(n + 1, sizeof *a);
+    if (!a)
+        return kvt__fail(KVT_ENOMEM, "out of memory");
+    for (size_t k = 0; k < n; k++) {
+        if (!(a[k] = strdup(items[k]))) {
+            for (size_t j = 0; j < k; j++)
+                free(a[j]);
+            free(a);
+            return kvt__fail(KVT_ENOMEM, "out of memory");
+        }
+    }
+    v->items = a;
+    v->n = n;
+    v->set = n > 0; /* an empty list is the same as no list */
+    return KVT_OK;
+}
+
+static int val_copy(struct conf_val *dst, const struct conf_val *src)
+{
+    *dst = *src;
+    dst->s = NULL;
+    dst->items = NULL;
+    dst->n = 0;
+    if (src->s && !(dst->s = strdup(src->s)))
+        return kvt__fail(KVT_ENOMEM, "out of memory");
+    if (src->items) {
+        int rc = val_set_items(dst, (const char *const *)src->items, src->n);
+        if (rc != KVT_OK) {
+            val_free(dst);
+            return rc;
+        }
+        dst->set = src->set;
+    }
+    return KVT_OK;
+}
+
+/* Shortest text that reads back as the same double, always with a '.' or an exponent so
+ * that it still looks like a float ("5.0", "0.1", "1e+300"). */
+static void fmt_float(double f, char *buf, size_t cap)
+{
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(buf, cap, "%.*g", prec, f);
+        if (strtod(buf, NULL) == f)
+            break;
+    }
+    if (!strpbrk(buf, ".eEn") && strlen(buf) + 3 <= cap)
+        strcat(buf, ".0");
+}
+
+/* Copies text[0..len) into buf, keeping it NUL-terminated; false when it did not fit. */
+static bool append(char *buf, size_t cap, size_t *at, const char *text, size_t len)
+{
+    bool fit = true;
+    if (*at + len >= cap) {
+        len = cap > *at + 1 ? cap - *at - 1 : 0;
+        fit = false;
+    }
+    if (cap > *at) {
+        memcpy(buf + *at, text, len);
+        buf[*at + len] = '\0';
+    }
+    *at += len;
+    return fit;
+}
+
+/* Masks the password of a URL: "redis://user:pw@h" -> "redis://user:***@h", and the
+ * value of a "password=" query parameter (redis-py's unix:// form). */
+static bool mask_url(const char *url, char *buf, size_t cap)
+{
+    size_t at = 0;
+    bool fit = true;
+    const char *p = url;
+    const char *sep = strstr(url, "://");
+    if (cap)
+        buf[0] = '\0';
+    if (sep) {
+        const char *auth = sep + 3;
+        size_t alen = strcspn(auth, "/?#");
+        const char *at_sign = NULL;
+        for (size_t k = 0; k < alen; k++)
+            if (auth[k] == '@')
+                at_sign = auth + k;
+        const char *colon = at_sign ? memchr(auth, ':', (size_t)(at_sign - auth)) : NULL;
+        if (colon) {
+            fit &= append(buf, cap, &at, url, (size_t)(colon + 1 - url));
+            fit &= append(buf, cap, &at, "***", 3);
+            p = at_sign;
+        }
+    }
+    for (const char *pw; (pw = strstr(p, "password=")) != NULL;) {
+        bool param = pw > url && (pw[-1] == '?' || pw[-1] == '&');
+        fit &= append(buf, cap, &at, p, (size_t)(pw + 9 - p));
+        p = pw + 9;
+        if (param) {
+            fit &= append(buf, cap, &at, "***", 3);
+            p += strcspn(p, "&#");
+        }
+    }
+    fit &= append(buf, cap, &at, p, strlen(p));
+    return fit;
+}
+
+/* The text form of a value; secrets masked when `redact`. False when truncated. */
+static bool val_text(const struct conf_desc *d, const struct conf_val *v, bool redact, char *buf,
+                     size_t cap)
+{
+    char num[64];
+    size_t at = 0;
+    bool fit = true;
+    if (cap)
+        buf[0] = '\0';
+    if (!v->set)
+        return true;
+    if (redact && (d->flags & F_SECRET))
+        return append(buf, cap, &at, "***", 3);
+    switch (d->type) {
+    case KVT_CONF_BOOL:
+        return append(buf, cap, &at, v->b ? "true" : "false", v->b ? 4 : 5);
+    case KVT_CONF_INT:
+        snprintf(num, sizeof num, "%" PRId64, v->i);
+        return append(buf, cap, &at, num, strlen(num));
+    case KVT_CONF_FLOAT:
+        fmt_float(v->f, num, sizeof num);
+        return append(buf, cap, &at, num, strlen(num));
+    case KVT_CONF_STRING:
+        if (redact && (d->flags & F_URL))
+            return mask_url(v->s, buf, cap);
+        return append(buf, cap, &at, v->s, strlen(v->s));
+    case KVT_CONF_LIST:
+        for (size_t k = 0; k < v->n; k++) {
+            if (k)
+                fit &= append(buf, cap, &at, ",", 1);
+            fit &= append(buf, cap, &at, v->items[k], strlen(v->items[k]));
+        }
+        return fit;
+    }
+    return true;
+}
+
+/* ------------------------------------------------------------ errors */
+
+/* `invalid value "<text>" for <key>: <reason>`, with the value masked as get_text would
+ * show it, so a rejected token or password never reaches kvt_last_error(). */
+static int bad_text(const struct conf_desc *d, const char *text, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int bad_text(const struct conf_desc *d, const char *text, const char *fmt, ...)
+{
+    char reason[320], shown[200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof reason, fmt, ap);
+    va_end(ap);
+    if (!text)
+        return kvt__fail(KVT_ECONFIG, "invalid value null for %s: %s", d->name, reason);
+    if (d->flags & F_SECRET)
+        kvt__strlcpy(shown, "***", sizeof shown);
+    else if (d->flags & F_URL)
+        mask_url(text, shown, sizeof shown);
+    else
+        kvt__strlcpy(shown, text, sizeof shown);
+    return kvt__fail(KVT_ECONFIG, "invalid value \"%s\" for %s: %s", shown, d->name, reason);
+}
+
+/* Same, for a value already converted (validators). */
+static int bad(const struct conf_desc *d, const struct conf_val *v, const char *reason)
+{
+    char text[200];
+    val_text(d, v, false, text, sizeof text);
+    return bad_text(d, text, "%s", reason);
+}
+
+/* ------------------------------------------------------------ validators */
+
+static bool is_abs(const char *p) { return p[0] == '/'; }
+
+/* Splits a CSV string into trimmed, non-empty items and calls `fn` on each. */
+static int each_csv(const struct conf_desc *d, struct conf_val *v, const char *strip,
+                    int (*fn)(const struct conf_desc *, struct conf_val *, const char *))
+{
+    char item[4096];
+    const char *p = v->s;
+    while (*p) {
+        size_t len = strcspn(p, ",");
+        const char *b = p, *e = p + len;
+        while (b < e && isspace((unsigned char)*b))
+            b++;
+        while (e > b && isspace((unsigned char)e[-1]))
+            e--;
+        if ((size_t)(e - b) >= sizeof item)
+            return bad(d, v, "path too long");
+        memcpy(item, b, (size_t)(e - b));
+        item[e - b] = '\0';
+        const char *path = item;
+        if (strip && strncmp(path, strip, strlen(strip)) == 0)
+            path += strlen(strip);
+        if (item[0]) {
+            int rc = fn(d, v, path);
+            if (rc != KVT_OK)
+                return rc;
+        }
+        p += len + (p[len] == ',');
+    }
+    return KVT_OK;
+}
+
+static int path_item(const struct conf_desc *d, struct conf_val *v, const char *path)
+{
+    char why[300];
+    if (is_abs(path))
+        return KVT_OK;
+    snprintf(why, sizeof why, "\"%.200s\" is not an absolute path", path);
+    return bad(d, v, why);
+}
+
+static int check_disk_paths(const struct conf_desc *d, struct conf_val *v)
+{
+    return each_csv(d, v, "file://", path_item);
+}
+
+static int check_abs_paths(const struct conf_desc *d, struct conf_val *v)
+{
+    return each_csv(d, v, NULL, path_item);
+}
+
+static int check_abs_path(const struct conf_desc *d, struct conf_val *v)
+{
+    return is_abs(v->s) ? KVT_OK : bad(d, v, "expected an absolute path");
+}
+
+static int check_url(const struct conf_desc *d, struct conf_val *v)
+{
+    static const char *const ok[] = { "fs", "redis", "unix" };
+    char scheme[32];
+    const char *sep = strstr(v->s, "://");
+    size_t len = sep ? (size_t)(sep - v->s) : 0;
+    if (!sep || len == 0)
+        return bad(d, v, "No adapter found for URL");
+    if (len >= sizeof scheme)
+        return bad(d, v, "remote_url scheme is not implemented");
+    memcpy(scheme, v->s, len);
+    scheme[len] = '\0';
+    for (size_t k = 0; k < KVT__ARRAY_LEN(ok); k++)
+        if (strcasecmp(scheme, ok[k]) == 0)
+            return KVT_OK;
+    if (strcasecmp(scheme, "rediss") == 0)
+        return bad(d, v, "TLS (rediss://) is not supported: hiredis 0.14 has no TLS");
+    if (strcasecmp(scheme, "plugin") == 0 || strcasecmp(scheme, "external") == 0)
+        return bad_text(d, v->s, "%s:// connectors load code, and kvtier never loads code from "
+                                 "configuration", scheme);
+    return bad_text(d, v->s, "remote_url scheme \"%s\" is not implemented in kvtier", scheme);
+}
+
+static int check_serde(const struct conf_desc *d, struct conf_val *v)
+{
+    if (strcmp(v->s, "naive") == 0)
+        return KVT_OK;
+    if (strcmp(v->s, "kivi") == 0 || strcmp(v->s, "cachegen") == 0)
+        return bad(d, v, "not implemented in kvtier (only naive)");
+    return bad(d, v, "unknown serializer (kvtier implements naive only)");
+}
+
+static int check_policy(const struct conf_desc *d, struct conf_val *v)
+{
+    static const char *const lmcache_only[] = { "LFU", "FIFO", "MRU", "COST_AWARE" };
+    if (strcasecmp(v->s, "LRU") == 0) {
+        strcpy(v->s, "LRU"); /* same length; readers compare exactly */
+        return KVT_OK;
+    }
+    for (size_t k = 0; k < KVT__ARRAY_LEN(lmcache_only); k++)
+        if (strcasecmp(v->s, lmcache_only[k]) == 0)
+            return bad(d, v, "not implemented in kvtier (only LRU)");
+    return bad(d, v, "unknown cache policy (kvtier implements LRU only)");
+}
+
+static int check_hash(const struct conf_desc *d, struct conf_val *v)
+{
+    if (strcmp(v->s, "builtin") == 0)
+        return KVT_OK;
+    return bad(d, v, "kvtier takes chunk hashes from the caller or kvt_hash_tokens (xxh3); "
+                     "only builtin is accepted");
+}
+
+static bool is_name(const char *s)
+{
+    size_t len = strlen(s);
+    if (len < 1 || len > 63)
+        return false;
+    for (const char *p = s; *p; p++)
+        if (!isalnum((unsigned char)*p) && !strchr("_.-", *p))
+            return false;
+    return true;
+}
+
+static int check_name(const struct conf_desc *d, struct conf_val *v)
+{
+    return is_name(v->s) ? KVT_OK : bad(d, v, "expected a backend name ([A-Za-z0-9_.-]{1,63})");
+}
+
+static int check_names(const struct conf_desc *d, struct conf_val *v)
+{
+    char why[300];
+    for (size_t k = 0; k < v->n; k++) {
+        if (!is_name(v->items[k])) {
+            snprintf(why, sizeof why, "\"%.200s\" is not a backend name ([A-Za-z0-9_.-]{1,63})",
+                     v->items[k]);
+            return bad(d, v, why);
+        }
+    }
+    return KVT_OK;
+}
+
+static int check_host(const struct conf_desc *d, struct conf_val *v)
+{
+    if (v->s[0] == '\0' || strlen(v->s) > 255)
+        return bad(d, v, "expected a host name or address");
+    for (const char *p = v->s; *p; p++)
+        if (isspace((unsigned char)*p) || iscntrl((unsigned char)*p) || *p == '/')
+            return bad(d, v, "expected a host name or address");
+    return KVT_OK;
+}
+
+static int check_indexes(const struct conf_desc *d, struct conf_val *v)
+{
+    char why[300];
+    for (size_t k = 0; k < v->n; k++) {
+        const char *s = v->items[k];
+        size_t len = strspn(s, "0123456789");
+        if (len == 0 || s[len] != '\0' || len > 9) {
+            snprintf(why, sizeof why, "\"%.200s\" is not a non-negative integer", s);
+            return bad(d, v, why);
+        }
+    }
+    return KVT_OK;
+}
+
+static int check_token(const struct conf_desc *d, struct conf_val *v)
+{
+    /* It travels in an HTTP header: a CR or LF could never be matched (or would split it). */
+    for (const char *p = v->s; *p; p++)
+        if (iscntrl((unsigned char)*p) || *p == ' ')
+            return bad(d, v, "spaces and control characters are not allowed");
+    return KVT_OK;
+}
+
+static int check_fallback(const struct conf_desc *d, struct conf_val *v)
+{
+    if (strcmp(v->s, "recompute") == 0 || strcmp(v->s, "local_cpu") == 0)
+        return KVT_OK;
+    return bad(d, v, "expected recompute or local_cpu");
+}
+
+static int check_no_code(const struct conf_desc *d, struct conf_val *v)
+{
+    return v->n == 0 ? KVT_OK
+                     : bad(d, v, "plugins are not supported: kvtier never loads code from "
+                                 "configuration");
+}
+
+static int check_false(const struct conf_desc *d, struct conf_val *v)
+{
+    return !v->b ? KVT_OK : bad(d, v, "not supported by kvtier; only false is accepted");
+}
+
+static int check_unset(const struct conf_desc *d, struct conf_val *v)
+{
+    return bad(d, v, "not supported by kvtier; leave it unset");
+}
+
+/* Type-independent checks every value passes, whatever its source. */
+static int validate(const struct conf_desc *d, struct conf_val *v)
+{
+    if (!v->set)
+        return optional(d) ? KVT_OK : bad_text(d, NULL, "a value is required");
+    if (d->type == KVT_CONF_INT && (v->i < d->ilo || v->i > d->ihi)) {
+        char why[128];
+        snprintf(why, sizeof why, "expected an integer in [%" PRId64 ", %" PRId64 "]", d->ilo,
+                 d->ihi);
+        return bad(d, v, why);
+    }
+    if (d->type == KVT_CONF_FLOAT) {
+        if (!isfinite(v->f))
+            return bad(d, v, "expected a finite number");
+        if (v->f < d->flo || v->f > d->fhi) {
+            char why[160], lo[64], hi[64];
+            fmt_float(d->flo, lo, sizeof lo);
+            fmt_float(d->fhi, hi, sizeof hi);
+            if (d->fhi == DBL_MAX)
+                snprintf(why, sizeof why, "expected a number >= %s", lo);
+            else
+                snprintf(why, sizeof why, "expected a number in [%s, %s]", lo, hi);
+            return bad(d, v, why);
+        }
+    }
+    return d->check ? d->check(d, v) : KVT_OK;
+}
+
+/* ------------------------------------------------------------ text conversion */
+
+static void trim(const char *text, const char **b, const char **e)
+{
+    *b = text;
+    *e = text + strlen(text);
+    while (*b < *e && isspace((unsigned char)**b))
+        (*b)++;
+    while (*e > *b && isspace((unsigned char)(*e)[-1]))
+        (*e)--;
+}
+
+static bool is_null_text(const char *text)
+{
+    return text[0] == '\0' || strcasecmp(text, "null") == 0;
+}
+
+static int parse_bool(const struct conf_desc *d, const char *text, struct conf_val *v)
+{
+    static const char *const yes[] = { "true", "1", "yes" }, *const no[] = { "false", "0", "no" };
+    const char *b, *e;
+    trim(text, &b, &e);
+    for (size_t k = 0; k < 3; k++) {
+        if (strlen(yes[k]) == (size_t)(e - b) && strncasecmp(b, yes[k], (size_t)(e - b)) == 0) {
+            v->b = true;
+            v->set = true;
+            return KVT_OK;
+        }
+        if (strlen(no[k]) == (size_t)(e - b) && strncasecmp(b, no[k], (size_t)(e - b)) == 0) {
+            v->b = false;
+            v->set = true;
+            return KVT_OK;
+        }
+    }
+    return bad_text(d, text, "expected a boolean (true/false/1/0/yes/no)");
+}
+
+static int parse_int(const struct conf_desc *d, const char *text, struct conf_val *v)
+{
+    char num[64], *end;
+    const char *b, *e;
+    trim(text, &b, &e);
+    if (e == b || (size_t)(e - b) >= sizeof num)
+        return bad_text(d, text, "expected an integer");
+    memcpy(num, b, (size_t)(e - b));
+    num[e - b] = '\0';
+    errno = 0;
+    long long i = strtoll(num, &end, 10);
+    if (*end != '\0' || end == num || isspace((unsigned char)num[0]))
+        return bad_text(d, text, "expected an integer");
+    if (errno == ERANGE)
+        return bad_text(d, text, "integer out of range");
+    v->i = i;
+    v->set = true;
+    return KVT_OK;
+}
+
+static int parse_float(const struct conf_desc *d, const char *text, struct conf_val *v)
+{
+    char num[128], *end;
+    const char *b, *e;
+    trim(text, &b, &e);
+    if (e == b || (size_t)(e - b) >= sizeof num)
+        return bad_text(d, text, "expected a number");
+    memcpy(num, b, (size_t)(e - b));
+    num[e - b] = '\0';
+    double f = strtod(num, &end);
+    if (*end != '\0' || end == num)
+        return bad_text(d, text, "expected a number");
+    if (!isfinite(f))
+        return bad_text(d, text, "expected a finite number");
+    v->f = f;
+    v->set = true;
+    return KVT_OK;
+}
+
+static int parse_list(const char *text, struct conf_val *v)
+{
+    size_t cap = 1, n = 0;
+    for (const char *p = text; *p; p++)
+        cap += *p == ',';
+    char **items = calloc(cap, sizeof *items), *copy = strdup(text);
+    int rc = KVT_OK;
+    if (!items || !copy) {
+        rc = kvt__fail(KVT_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (char *p = copy, *next; p; p = next) {
+        const char *b, *e;
+        next = strchr(p, ',');
+        if (next)
+            *next++ = '\0';
+        trim(p, &b, &e);
+        *(char *)e = '\0';
+        if (*b)
+            items[n++] = (char *)b;
+    }
+    rc = val_set_items(v, (const char *const *)items, n);
+out:
+    free(items);
+    free(copy);
+    return rc;
+}
+
+/* Converts `text` the way an environment value is converted. */
+static int parse_text(const struct conf_desc *d, const char *text, struct conf_val *v)
+{
+    switch (d->type) {
+    case KVT_CONF_BOOL:
+        return parse_bool(d, text, v);
+    case KVT_CONF_INT:
+        return parse_int(d, text, v);
+    case KVT_CONF_FLOAT:
+        return parse_float(d, text, v);
+    case KVT_CONF_STRING:
+        if (optional(d) && is_null_text(text))
+            return KVT_OK;
+        if (!(v->s = strdup(text)))
+            return kvt__fail(KVT_ENOMEM, "out of memory");
+        v->set = true;
+        return KVT_OK;
+    case KVT_CONF_LIST:
+        return is_null_text(text) ? KVT_OK : parse_list(text, v);
+    }
+    return kvt__fail(KVT_EINVAL, "bad config type");
+}
+
+/* ------------------------------------------------------------ storing */
+
+static int lookup(const char *name, size_t *idx)
+{
+    for (size_t k = 0; k < CONF_N; k++) {
+        if (strcmp(conf_table[k].name, name) == 0) {
+            *idx = k;
+            return KVT_OK;
+        }
+    }
+    return KVT_ENOENT;
+}
+
+int kvt__conf_lookup(const char *name, size_t *idx)
+{
+    static const char *const code[] = { "storage_plugin", "remote_storage_plugin",
+                                        "external_backend" };
+    static const char xc[] = "extra_config.";
+    if (lookup(name, idx) == KVT_OK)
+        return KVT_OK;
+    if (strncmp(name, xc, sizeof xc - 1) == 0) {
+        const char *sub = name + sizeof xc - 1;
+        for (size_t k = 0; k < KVT__ARRAY_LEN(code); k++) {
+            size_t len = strlen(code[k]);
+            if (strncmp(sub, code[k], len) == 0 && (sub[len] == '\0' || sub[len] == '.'))
+                return kvt__fail(KVT_ECONFIG,
+                                 "config key \"%.200s\" is refused: kvtier never loads code from "
+                                 "configuration", name);
+        }
+    }
+    return kvt__fail(KVT_ECONFIG, "unknown config key \"%.200s\"", name);
+}
+
+kvt_config_type kvt__conf_type(size_t idx) { return conf_table[idx].type; }
+
+const char *kvt__conf_name(size_t idx) { return conf_table[idx].name; }
+
+/* Validates `v` and moves it into slot `idx` if `src` is at least the stored source;
+ * `v` is consumed either way. */
+static int store(kvt_config *cfg, size_t idx, struct conf_val *v, kvt_config_source src)
+{
+    const struct conf_desc *d = &conf_table[idx];
+    int rc = validate(d, v);
+    if (rc == KVT_OK && src >= cfg->v[idx].src) {
+        val_free(&cfg->v[idx]);
+        cfg->v[idx] = *v;
+        cfg->v[idx].src = src;
+        return KVT_OK;
+    }
+    val_free(v);
+    return rc;
+}
+
+int kvt__conf_put_text(kvt_config *cfg, size_t idx, const char *text, kvt_config_source src)
+{
+    struct conf_val v = { 0 };
+    int rc = parse_text(&conf_table[idx], text, &v);
+    if (rc != KVT_OK) {
+        val_free(&v);
+        return rc;
+    }
+    return store(cfg, idx, &v, src);
+}
+
+static const char *type_word(kvt_config_type t)
+{
+    switch (t) {
+    case KVT_CONF_BOOL:
+        return "a boolean";
+    case KVT_CONF_INT:
+        return "an integer";
+    case KVT_CONF_FLOAT:
+        return "a number";
+    case KVT_CONF_STRING:
+        return "a string";
+    case KVT_CONF_LIST:
+        return "a list";
+    }
+    return "?";
+}
+
+int kvt__conf_put_bool(kvt_config *cfg, size_t idx, bool b, kvt_config_source src)
+{
+    const struct conf_desc *d = &conf_table[idx];
+    struct conf_val v = { .set = true, .b = b };
+    if (d->type != KVT_CONF_BOOL)
+        return bad_text(d, b ? "true" : "false", "expected %s, got a boolean", type_word(d->type));
+    return store(cfg, idx, &v, src);
+}
+
+int kvt__conf_put_int(kvt_config *cfg, size_t idx, int64_t i, kvt_config_source src)
+{
+    const struct conf_desc *d = &conf_table[idx];
+    struct conf_val v = { .set = true, .i = i, .f = (double)i };
+    if (d->type != KVT_CONF_INT && d->type != KVT_CONF_FLOAT) {
+        char num[32];
+        snprintf(num, sizeof num, "%" PRId64, i);
+        return bad_text(d, num, "expected %s, got a number", type_word(d->type));
+    }
+    return store(cfg, idx, &v, src);
+}
+
+int kvt__conf_put_float(kvt_config *cfg, size_t idx, double f, kvt_config_source src)
+{
+    const struct conf_desc *d = &conf_table[idx];
+    struct conf_val v = { .set = true, .f = f };
+    if (d->type != KVT_CONF_FLOAT) {
+        char num[64];
+        fmt_float(f, num, sizeof num);
+        return bad_text(d, num, "expected %s, got a %s", type_word(d->type),
+                        d->type == KVT_CONF_INT ? "fractional number" : "number");
+    }
+    return store(cfg, idx, &v, src);
+}
+
+int kvt__conf_put_list(kvt_config *cfg, size_t idx, const char *const *items, size_t n,
+                       kvt_config_source src)
+{
+    const struct conf_desc *d = &conf_table[idx];
+    struct conf_val v = { 0 };
+    if (d->type != KVT_CONF_LIST)
+        return bad_text(d, n ? items[0] : "", "expected %s, got a list", type_word(d->type));
+    int rc = val_set_items(&v, items, n);
+    return rc != KVT_OK ? rc : store(cfg, idx, &v, src);
+}
+
+int kvt__conf_put_null(kvt_config *cfg, size_t idx, kvt_config_source src)
+{
+    const struct conf_desc *d = &conf_table[idx];
+    struct conf_val v = { 0 };
+    if (!optional(d))
+        return bad_text(d, NULL, "expected %s", type_word(d->type));
+    return store(cfg, idx, &v, src);
+}
+
+/* Normalises one directory of a CSV path list: trimmed, no file:// prefix, no trailing '/'. */
+static size_t dir_item(const char *p, size_t len, const char **out)
+{
+    while (len > 0 && isspace((unsigned char)*p)) {
+        p++;
+        len--;
+    }
+    while (len > 0 && isspace((unsigned char)p[len - 1]))
+        len--;
+    if (len >= 7 && strncmp(p, "file://", 7) == 0) {
+        p += 7;
+        len -= 7;
+    }
+    while (len > 1 && p[len - 1] == '/')
+        len--;
+    *out = p;
+    return len;
+}
+
+/* Whether CSV path lists `a` and `b` share a directory; if so it is copied to `dir`. */
+static bool same_dir(const char *a, const char *b, char *dir, size_t cap)
+{
+    for (const char *p = a; *p;) {
+        size_t la = strcspn(p, ",");
+        const char *da;
+        size_t na = dir_item(p, la, &da);
+        for (const char *q = b; *q && na;) {
+            size_t lb = strcspn(q, ",");
+            const char *db;
+            size_t nb = dir_item(q, lb, &db);
+            if (na == nb && memcmp(da, db, na) == 0) {
+                snprintf(dir, cap, "%.*s", (int)na, da);
+                return true;
+            }
+            q += lb + (q[lb] == ',');
+        }
+        p += la + (p[la] == ',');
+    }
+    return false;
+}
+
+int kvt__conf_check(const kvt_config *cfg)
+{
+    size_t disk = 0, gds = 0;
+    char dir[256];
+    lookup("local_disk", &disk);
+    lookup("gds_path", &gds);
+    /* Both tiers name files after the key: sharing a directory, each would evict and
+     * overwrite the other's files. */
+    if (cfg->v[disk].set && cfg->v[gds].set &&
+        same_dir(cfg->v[disk].s, cfg->v[gds].s, dir, sizeof dir))
+        return kvt__fail(KVT_ECONFIG, "local_disk and gds_path both name the directory \"%s\"",
+                         dir);
+    return KVT_OK;
+}
+
+void kvt__conf_swap(kvt_config *a, kvt_config *b)
+{
+    kvt_config tmp = *a;
+    *a = *b;
+    *b = tmp;
+}
+
+int kvt__conf_wrap_error(int status, const char *prefix)
+{
+    char msg[512];
+    kvt__strlcpy(msg, kvt_last_error(), sizeof msg);
+    return kvt__fail(status, "%s: %s", prefix, msg);
+}
+
+/* ------------------------------------------------------------ public: life cycle */
+
+int kvt_config_new(kvt_config **out)
+{
+    if (!out)
+        return kvt__fail(KVT_EINVAL, "kvt_config_new: out is NULL");
+    *out = NULL;
+    kvt_config *cfg = calloc(1, sizeof *cfg);
+    if (!cfg)
+        return kvt__fail(KVT_ENOMEM, "out of memory");
+    for (size_t k = 0; k < CONF_N; k++) {
+        int rc = kvt__conf_put_text(cfg, k, conf_table[k].def, KVT_SRC_DEFAULT);
+        if (rc != KVT_OK) { /* a bad table row: test_config catches it first */
+            kvt_config_free(cfg);
+            return rc;
+        }
+    }
+    *out = cfg;
+    return KVT_OK;
+}
+
+int kvt_config_dup(const kvt_config *cfg, kvt_config **out)
+{
+    if (!cfg || !out)
+        return kvt__fail(KVT_EINVAL, "kvt_config_dup: NULL argument");
+    *out = NULL;
+    kvt_config *c = calloc(1, sizeof *c);
+    if (!c)
+        return kvt__fail(KVT_ENOMEM, "out of memory");
+    for (size_t k = 0; k < CONF_N; k++) {
+        int rc = val_copy(&c->v[k], &cfg->v[k]);
+        if (rc != KVT_OK) {
+            kvt_config_free(c);
+            return rc;
+        }
+    }
+    *out = c;
+    return KVT_OK;
+}
+
+void kvt_config_free(kvt_config *cfg)
+{
+    if (!cfg)
+        return;
+    for (size_t k = 0; k < CONF_N; k++)
+        val_free(&cfg->v[k]);
+    free(cfg);
+}
+
+/* ------------------------------------------------------------ public: setters */
+
+/* Applies one API write on a copy, so that a cross-key failure leaves `cfg` unchanged. */
+struct one_write {
+    enum { W_TEXT, W_BOOL, W_INT, W_FLOAT } kind;
+    const char *text;
+    bool b;
+    int64_t i;
+    double f;
+};
+
+static int set_one(kvt_config *cfg, const char *key, const struct one_write *w)
+{
+    kvt_config *c;
+    size_t idx = 0;
+    int rc;
+    if (!cfg || !key)
+        return kvt__fail(KVT_EINVAL, "kvt_config_set: NULL argument");
+    if ((rc = kvt__conf_lookup(key, &idx)) != KVT_OK)
+        return rc;
+    kvt_config_type t = conf_table[idx].type;
+    if ((w->kind == W_BOOL && t != KVT_CONF_BOOL) ||
+        (w->kind == W_INT && t != KVT_CONF_INT && t != KVT_CONF_FLOAT) ||
+        (w->kind == W_FLOAT && t != KVT_CONF_FLOAT))
+        return kvt__fail(KVT_EINVAL, "config key \"%s\" is not of that type: it takes %s", key,
+                         type_word(t));
+    if ((rc = kvt_config_dup(cfg, &c)) != KVT_OK)
+        return rc;
+    switch (w->kind) {
+    case W_TEXT:
+        rc = kvt__conf_put_text(c, idx, w->text, KVT_SRC_API);
+        break;
+    case W_BOOL:
+        rc = kvt__conf_put_bool(c, idx, w->b, KVT_SRC_API);
+        break;
+    case W_INT:
+        rc = kvt__conf_put_int(c, idx, w->i, KVT_SRC_API);
+        break;
+    case W_FLOAT:
+        rc = kvt__conf_put_float(c, idx, w->f, KVT_SRC_API);
+        break;
+    }
+    if (rc == KVT_OK && (rc = kvt__conf_check(c)) == KVT_OK)
+        kvt__conf_swap(cfg, c);
+    kvt_config_free(c);
+    return rc;
+}
+
+int kvt_config_set(kvt_config *cfg, const char *key, const char *value)
+{
+    if (!value)
+        return kvt__fail(KVT_EINVAL, "kvt_config_set: value is NULL");
+    return set_one(cfg, key, &(struct one_write){ .kind = W_TEXT, .text = value });
+}
+
+int kvt_config_set_bool(kvt_config *cfg, const char *key, bool value)
+{
+    return set_one(cfg, key, &(struct one_write){ .kind = W_BOOL, .b = value });
+}
+
+int kvt_config_set_int(kvt_config *cfg, const char *key, int64_t value)
+{
+    return set_one(cfg, key, &(struct one_write){ .kind = W_INT, .i = value });
+}
+
+int kvt_config_set_float(kvt_config *cfg, const char *key, double value)
+{
+    return set_one(cfg, key, &(struct one_write){ .kind = W_FLOAT, .f = value });
+}
+
+/* Which of the patched keys to blame for a cross-key failure: the first that is one of
+ * the keys the rules involve, else the first. */
+static size_t cross_culprit(size_t n, const char *const keys[])
+{
+    for (size_t k = 0; k < n; k++)
+        if (strcmp(keys[k], "local_disk") == 0 || strcmp(keys[k], "gds_path") == 0)
+            return k;
+    return 0;
+}
+
+int kvt_config_patch(kvt_config *cfg, size_t n, const char *const keys[],
+                     const char *const values[], bool runtime_only, size_t *bad_key)
+{
+    kvt_config *c;
+    size_t idx = 0, i;
+    int rc;
+    if (!cfg || (n && (!keys || !values)))
+        return kvt__fail(KVT_EINVAL, "kvt_config_patch: NULL argument");
+    if ((rc = kvt_config_dup(cfg, &c)) != KVT_OK)
+        return rc;
+    for (i = 0; i < n; i++) {
+        if (!keys[i] || !values[i]) {
+            rc = kvt__fail(KVT_EINVAL, "kvt_config_patch: key or value %zu is NULL", i);
+            break;
+        }
+        if ((rc = kvt__conf_lookup(keys[i], &idx)) != KVT_OK) {
+            if (runtime_only)
+                rc = kvt__fail(rc, "%.200s: Unknown config key", keys[i]);
+            break;
+        }
+        /* LMCache-only keys count as unknown here, as in LMCache's own POST /conf. */
+        if (runtime_only && (conf_table[idx].flags & F_ABSENT)) {
+            rc = kvt__fail(KVT_ECONFIG, "%.200s: Unknown config key (an LMCache feature kvtier lacks)",
+                           keys[i]);
+            break;
+        }
+        if (runtime_only && !(conf_table[idx].flags & F_RUNTIME)) {
+            rc = kvt__fail(KVT_ECONFIG, "%.200s: Config is not mutable at runtime", keys[i]);
+            break;
+        }
+        if ((rc = kvt__conf_put_text(c, idx, values[i], KVT_SRC_API)) != KVT_OK)
+            break;
+    }
+    if (rc == KVT_OK && (rc = kvt__conf_check(c)) != KVT_OK)
+        i = cross_culprit(n, keys);
+    if (rc == KVT_OK)
+        kvt__conf_swap(cfg, c);
+    else if (bad_key)
+        *bad_key = i;
+    kvt_config_free(c);
+    return rc;
+}
+
+/* ------------------------------------------------------------ public: getters */
+
+static int slot(const kvt_config *cfg, const char *key, const struct conf_val **v,
+                const struct conf_desc **d)
+{
+    size_t idx;
+    if (!cfg || !key)
+        return kvt__fail(KVT_EINVAL, "config getter: NULL argument");
+    if (lookup(key, &idx) != KVT_OK)
+        return kvt__fail(KVT_ENOENT, "unknown config key \"%.200s\"", key);
+    *v = &cfg->v[idx];
+    *d = &conf_table[idx];
+    return KVT_OK;
+}
+
+static int typed(const kvt_config *cfg, const char *key, kvt_config_type t,
+                 const struct conf_val **v)
+{
+    const struct conf_desc *d = NULL;
+    int rc = slot(cfg, key, v, &d);
+    if (rc == KVT_OK && d->type != t)
+        return kvt__fail(KVT_EINVAL, "config key \"%s\" is %s, not %s", key, type_word(d->type),
+                         type_word(t));
+    return rc;
+}
+
+int kvt_config_get_bool(const kvt_config *cfg, const char *key, bool *out)
+{
+    const struct conf_val *v = NULL;
+    int rc = typed(cfg, key, KVT_CONF_BOOL, &v);
+    if (rc == KVT_OK && out)
+        *out = v->b;
+    return rc;
+}
+
+int kvt_config_get_int(const kvt_config *cfg, const char *key, int64_t *out)
+{
+    const struct conf_val *v = NULL;
+    int rc = typed(cfg, key, KVT_CONF_INT, &v);
+    if (rc == KVT_OK && out)
+        *out = v->i;
+    return rc;
+}
+
+int kvt_config_get_float(const kvt_config *cfg, const char *key, double *out)
+{
+    const struct conf_val *v = NULL;
+    int rc = typed(cfg, key, KVT_CONF_FLOAT, &v);
+    if (rc == KVT_OK && out)
+        *out = v->f;
+    return rc;
+}
+
+int kvt_config_get_str(const kvt_config *cfg, const char *key, const char **out)
+{
+    const struct conf_val *v = NULL;
+    int rc = typed(cfg, key, KVT_CONF_STRING, &v);
+    if (out)
+        *out = rc == KVT_OK && v->set ? v->s : NULL;
+    return rc;
+}
+
+int kvt_config_get_list(const kvt_config *cfg, const char *key, const char *const **items,
+                        size_t *n)
+{
+    static const char *const none[] = { NULL };
+    const struct conf_val *v = NULL;
+    int rc = typed(cfg, key, KVT_CONF_LIST, &v);
+    bool have = rc == KVT_OK && v->set;
+    if (items)
+        *items = have ? (const char *const *)v->items : none;
+    if (n)
+        *n = have ? v->n : 0;
+    return rc;
+}
+
+int kvt_config_get_text(const kvt_config *cfg, const char *key, bool redact, char *buf,
+                        size_t cap)
+{
+    const struct conf_val *v = NULL;
+    const struct conf_desc *d = NULL;
+    int rc = slot(cfg, key, &v, &d);
+    if (rc != KVT_OK)
+        return rc;
+    if (!buf && cap)
+        return kvt__fail(KVT_EINVAL, "kvt_config_get_text: buf is NULL");
+    if (!val_text(d, v, redact, buf, cap) || cap == 0)
+        return kvt__fail(KVT_ETOOSMALL, "value of %s does not fit in %zu bytes", key, cap);
+    return KVT_OK;
+}
+
+int kvt_config_get_source(const kvt_config *cfg, const char *key, kvt_config_source *out)
+{
+    const struct conf_val *v = NULL;
+    const struct conf_desc *d = NULL;
+    int rc = slot(cfg, key, &v, &d);
+    if (rc == KVT_OK && out)
+        *out = v->src;
+    return rc;
+}
+
+/* ------------------------------------------------------------ public: the table */
+
+size_t kvt_config_key_count(void) { return CONF_N; }
+
+int kvt_config_key_at(size_t i, kvt_config_key_info *out)
+{
+    if (i >= CONF_N)
+        return kvt__fail(KVT_ERANGE, "config key index %zu is past the end (%zu keys)", i,
+                         (size_t)CONF_N);
+    if (!out)
+        return kvt__fail(KVT_EINVAL, "kvt_config_key_at: out is NULL");
+    const struct conf_desc *d = &conf_table[i];
+    *out = (kvt_config_key_info){
+        .name = d->name,
+        .type = d->type,
+        .default_text = d->def,
+        .env = d->env,
+        .runtime_mutable = (d->flags & F_RUNTIME) != 0,
+        .secret = (d->flags & (F_SECRET | F_URL)) != 0,
+        .doc = d->doc,
+    };
+    return KVT_OK;
+}

@@ -1,0 +1,8 @@
+execute_process(COMMAND ${GEN} OUTPUT_VARIABLE generated RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "kvtier-config-doc failed: ${rc}")
+endif()
+file(READ ${DOC} current)
+if(NOT generated STREQUAL current)
+  message(FATAL_ERROR "docs/configuration.md is stale: regenerate it with build/bin/kvtier-config-doc > docs/configuration.md")
+endif()

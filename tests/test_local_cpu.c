@@ -1,0 +1,204 @@
+/* LocalCPUBackend: capacity bound, LRU order, references and pins block eviction,
+ * staging-only mode, stats. Driven through the public store API. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "testkit.h"
+
+#define CHUNK (256u * 1024u) /* four fit in 1 MiB */
+
+static kvt_store *open_cpu(double mib, bool store_enabled)
+{
+    kvt_config *cfg = tk_config(mib);
+    kvt_store *s = NULL;
+    assert_int_equal(kvt_config_set_bool(cfg, "local_cpu", store_enabled), KVT_OK);
+    assert_int_equal(kvt_store_open(cfg, &tk_quiet, &s), KVT_OK);
+    kvt_config_free(cfg);
+    return s;
+}
+
+static void put_n(kvt_store *s, uint64_t first, uint64_t n)
+{
+    static unsigned char buf[CHUNK];
+    for (uint64_t h = first; h < first + n; h++) {
+        kvt_key k = tk_key(h);
+        tk_fill(buf, sizeof buf, h);
+        assert_int_equal(kvt_put(s, &k, buf, sizeof buf, NULL), KVT_OK);
+    }
+}
+
+static bool stored(kvt_store *s, uint64_t h)
+{
+    kvt_key k = tk_key(h);
+    return kvt_contains(s, &k, NULL) == KVT_OK;
+}
+
+static void cpu_stats(kvt_store *s, kvt_backend_stats *st)
+{
+    assert_int_equal(kvt_backend_get_stats(s, "LocalCPUBackend", st), KVT_OK);
+}
+
+static void capacity_bound_evicts_least_recently_used(void **state)
+{
+    (void)state;
+    kvt_store *s = open_cpu(1.0, true);
+    put_n(s, 1, 4);
+    /* Touch 1: 2 becomes the least recently used. */
+    kvt_obj *o;
+    kvt_key k1 = tk_key(1);
+    assert_int_equal(kvt_get(s, &k1, &o), KVT_OK);
+    kvt_obj_release(o);
+    put_n(s, 5, 1);
+    assert_true(stored(s, 1));
+    assert_false(stored(s, 2));
+    assert_true(stored(s, 3) && stored(s, 4) && stored(s, 5));
+    kvt_backend_stats st;
+    cpu_stats(s, &st);
+    assert_int_equal(st.objects, 4);
+    assert_int_equal(st.bytes_used, 4 * CHUNK);
+    assert_true(st.bytes_used <= st.capacity_bytes);
+    assert_int_equal(st.capacity_bytes, 1024 * 1024);
+    assert_int_equal(st.evictions, 1);
+    kvt_store_close(s);
+}
+
+static void eviction_never_frees_a_referenced_object(void **state)
+{
+    (void)state;
+    kvt_store *s = open_cpu(1.0, true);
+    put_n(s, 1, 4);
+    kvt_obj *held[4];
+    for (uint64_t h = 1; h <= 4; h++) {
+        kvt_key k = tk_key(h);
+        assert_int_equal(kvt_get(s, &k, &held[h - 1]), KVT_OK);
+    }
+    /* Every entry is referenced: a fifth chunk cannot be stored, and nothing is lost. */
+    unsigned char buf[64];
+    kvt_key k5 = tk_key(5);
+    assert_int_equal(kvt_put(s, &k5, buf, sizeof buf, NULL), KVT_ENOMEM);
+    assert_non_null(strstr(kvt_last_error(), "LocalCPUBackend is full"));
+    for (uint64_t h = 1; h <= 4; h++)
+        assert_true(stored(s, h));
+    /* Held objects stay readable and intact. */
+    unsigned char *want = malloc(CHUNK);
+    tk_fill(want, CHUNK, 1);
+    assert_memory_equal(kvt_obj_data(held[0]), want, CHUNK);
+    /* Releasing one makes exactly that one evictable. */
+    kvt_obj_release(held[2]);
+    assert_int_equal(kvt_put(s, &k5, buf, sizeof buf, NULL), KVT_OK);
+    assert_false(stored(s, 3));
+    assert_true(stored(s, 1) && stored(s, 2) && stored(s, 4) && stored(s, 5));
+    kvt_obj_release(held[0]);
+    kvt_obj_release(held[1]);
+    kvt_obj_release(held[3]);
+    free(want);
+    kvt_store_close(s);
+}
+
+static void pinned_entries_are_not_evicted_until_unpinned(void **state)
+{
+    (void)state;
+    kvt_store *s = open_cpu(1.0, true);
+    put_n(s, 1, 4);
+    kvt_key keys[2] = {tk_key(1), tk_key(2)};
+    size_t hits = 0;
+    assert_int_equal(kvt_lookup_prefix(s, keys, 2, KVT_LOOKUP_PIN, &hits, NULL, 0, NULL), KVT_OK);
+    assert_int_equal(hits, 2);
+    kvt_backend_stats st;
+    cpu_stats(s, &st);
+    assert_int_equal(st.pinned, 2);
+    put_n(s, 5, 2); /* must evict 3 and 4, the oldest unpinned */
+    assert_true(stored(s, 1) && stored(s, 2));
+    assert_false(stored(s, 3) || stored(s, 4));
+    assert_int_equal(kvt_unpin(s, keys, 2), KVT_OK);
+    put_n(s, 7, 2);
+    assert_false(stored(s, 1) || stored(s, 2));
+    kvt_store_close(s);
+}
+
+static void buffers_are_4096_aligned(void **state)
+{
+    (void)state;
+    kvt_store *s = open_cpu(1.0, true);
+    unsigned char buf[100];
+    kvt_key k = tk_key(9);
+    tk_fill(buf, sizeof buf, 9);
+    assert_int_equal(kvt_put(s, &k, buf, sizeof buf, NULL), KVT_OK);
+    kvt_obj *o;
+    assert_int_equal(kvt_get(s, &k, &o), KVT_OK);
+    assert_int_equal((uintptr_t)kvt_obj_data(o) % 4096, 0);
+    assert_int_equal(kvt_obj_size(o), sizeof buf);
+    assert_memory_equal(kvt_obj_data(o), buf, sizeof buf);
+    kvt_obj_release(o);
+    kvt_store_close(s);
+}
+
+static void staging_only_mode_stores_nothing(void **state)
+{
+    (void)state;
+    kvt_store *s = open_cpu(1.0, false);
+    size_t n = 0;
+    kvt_backend_info bk[4];
+    assert_int_equal(kvt_backends_list(s, bk, 4, &n), KVT_OK);
+    assert_int_equal(n, 1); /* it still exists: it lends buffers */
+    put_n(s, 1, 2);
+    assert_false(stored(s, 1));
+    uint64_t tokens = 99;
+    assert_int_equal(kvt_clear(s, &tokens), KVT_OK);
+    assert_int_equal(tokens, 0);
+    kvt_store_close(s);
+}
+
+static void stats_count_hits_and_misses(void **state)
+{
+    (void)state;
+    kvt_store *s = open_cpu(1.0, true);
+    put_n(s, 1, 1);
+    kvt_obj *o;
+    kvt_key k1 = tk_key(1), k2 = tk_key(2);
+    assert_int_equal(kvt_get(s, &k1, &o), KVT_OK);
+    kvt_obj_release(o);
+    assert_int_equal(kvt_get(s, &k2, &o), KVT_ENOENT);
+    assert_null(o);
+    kvt_backend_stats st;
+    cpu_stats(s, &st);
+    assert_int_equal(st.hits, 1);
+    assert_int_equal(st.misses, 1);
+    assert_int_equal(st.puts, 1);
+    kvt_store_close(s);
+}
+
+static void objects_outlive_a_closed_store(void **state)
+{
+    (void)state;
+    kvt_store *s = open_cpu(1.0, true);
+    put_n(s, 1, 1);
+    kvt_obj *o;
+    kvt_key k1 = tk_key(1);
+    assert_int_equal(kvt_get(s, &k1, &o), KVT_OK);
+    kvt_store_close(s);
+    unsigned char want[CHUNK];
+    tk_fill(want, sizeof want, 1);
+    assert_memory_equal(kvt_obj_data(o), want, sizeof want);
+    kvt_obj_release(o); /* frees the pool last (ASan checks it) */
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(capacity_bound_evicts_least_recently_used),
+        cmocka_unit_test(eviction_never_frees_a_referenced_object),
+        cmocka_unit_test(pinned_entries_are_not_evicted_until_unpinned),
+        cmocka_unit_test(buffers_are_4096_aligned),
+        cmocka_unit_test(staging_only_mode_stores_nothing),
+        cmocka_unit_test(stats_count_hits_and_misses),
+        cmocka_unit_test(objects_outlive_a_closed_store),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

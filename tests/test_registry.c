@@ -1,0 +1,274 @@
+/* Registry operations and their error cases: LMCache's list/close/create/recreate
+ * behaviours at the C level, plus kvtier's stricter rules (recreate keeps the tier
+ * position, LocalCPU cannot be closed under its dependants, create is all or nothing). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "testkit.h"
+
+static int setup(void **state)
+{
+    tk_register();
+    tk_reset(&tk_a);
+    tk_reset(&tk_b);
+    atomic_store(&tk_a.wanted, true);
+    atomic_store(&tk_b.wanted, true);
+    kvt_config *cfg = tk_config(4.0);
+    kvt_store *s = NULL;
+    assert_int_equal(kvt_store_open(cfg, &tk_quiet, &s), KVT_OK);
+    kvt_config_free(cfg);
+    *state = s;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    kvt_store_close(*state);
+    assert_int_equal(atomic_load(&tk_a.live), 0);
+    assert_int_equal(atomic_load(&tk_b.live), 0);
+    return 0;
+}
+
+/* "A,B,C" of the current tier order. */
+static const char *order(kvt_store *s)
+{
+    static char buf[256];
+    kvt_backend_info bk[KVT_MAX_BACKENDS];
+    size_t n = 0;
+    assert_int_equal(kvt_backends_list(s, bk, KVT_MAX_BACKENDS, &n), KVT_OK);
+    buf[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(bk[i].name, bk[i].class_name);
+        strcat(buf, i ? "," : "");
+        strcat(buf, bk[i].name);
+    }
+    return buf;
+}
+
+static void list_gives_names_in_tier_order(void **state)
+{
+    assert_string_equal(order(*state), "LocalCPUBackend,TestTierA,TestTierB");
+    kvt_backend_info one;
+    size_t n = 0;
+    assert_int_equal(kvt_backends_list(*state, &one, 1, &n), KVT_OK);
+    assert_int_equal(n, 3); /* the count even when `max` is smaller */
+    assert_string_equal(one.name, "LocalCPUBackend");
+}
+
+static void close_removes_and_drains(void **state)
+{
+    kvt_store *s = *state;
+    atomic_store(&tk_a.put_delay_us, 1000);
+    unsigned char buf[512];
+    for (uint64_t h = 1; h <= 8; h++) {
+        kvt_key k = tk_key(h);
+        tk_fill(buf, sizeof buf, h);
+        assert_int_equal(kvt_put(s, &k, buf, sizeof buf, NULL), KVT_OK);
+    }
+    assert_int_equal(kvt_backend_close(s, "TestTierA"), KVT_OK);
+    /* Returned only after the queue was written out and the instance destroyed. */
+    assert_int_equal(tk_count(&tk_a), 8);
+    assert_int_equal(atomic_load(&tk_a.live), 0);
+    assert_string_equal(order(s), "LocalCPUBackend,TestTierB");
+}
+
+static void close_unknown_is_not_found(void **state)
+{
+    assert_int_equal(kvt_backend_close(*state, "RemoteBackend"), KVT_ENOENT);
+    assert_string_equal(kvt_last_error(), "Backend RemoteBackend not found");
+    assert_string_equal(order(*state), "LocalCPUBackend,TestTierA,TestTierB");
+}
+
+static void create_skips_existing_backends(void **state)
+{
+    kvt_store *s = *state;
+    kvt_backend_info made[4];
+    size_t n = 99;
+    assert_int_equal(kvt_backends_create(s, made, 4, &n), KVT_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(atomic_load(&tk_a.created), 1);
+    assert_int_equal(kvt_backend_close(s, "TestTierA"), KVT_OK);
+    assert_int_equal(kvt_backends_create(s, made, 4, &n), KVT_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(made[0].name, "TestTierA");
+    /* Back at its tier position, not appended. */
+    assert_string_equal(order(s), "LocalCPUBackend,TestTierA,TestTierB");
+}
+
+static void create_follows_config_changes(void **state)
+{
+    kvt_store *s = *state;
+    assert_int_equal(kvt_backend_close(s, "TestTierB"), KVT_OK);
+    atomic_store(&tk_b.wanted, false); /* as if the config no longer asked for it */
+    size_t n = 9;
+    assert_int_equal(kvt_backends_create(s, NULL, 0, &n), KVT_OK);
+    assert_int_equal(n, 0);
+    assert_string_equal(order(s), "LocalCPUBackend,TestTierA");
+}
+
+static void recreate_keeps_tier_position(void **state)
+{
+    kvt_store *s = *state;
+    assert_int_equal(kvt_backend_recreate(s, "TestTierA"), KVT_OK);
+    assert_string_equal(order(s), "LocalCPUBackend,TestTierA,TestTierB");
+    assert_int_equal(atomic_load(&tk_a.created), 2);
+    assert_int_equal(atomic_load(&tk_a.destroyed), 1);
+    assert_int_equal(atomic_load(&tk_b.created), 1); /* no other backend touched */
+}
+
+static void recreate_unknown_is_not_found(void **state)
+{
+    assert_int_equal(kvt_backend_recreate(*state, "GdsBackend"), KVT_ENOENT);
+    assert_string_equal(order(*state), "LocalCPUBackend,TestTierA,TestTierB");
+}
+
+static void recreate_failure_leaves_the_slot_empty(void **state)
+{
+    kvt_store *s = *state;
+    atomic_store(&tk_a.fail_create, KVT_EIO);
+    assert_int_equal(kvt_backend_recreate(s, "TestTierA"), KVT_EIO);
+    assert_string_equal(order(s), "LocalCPUBackend,TestTierB");
+    atomic_store(&tk_a.fail_create, 0);
+    assert_int_equal(kvt_backends_create(s, NULL, 0, NULL), KVT_OK);
+    assert_string_equal(order(s), "LocalCPUBackend,TestTierA,TestTierB");
+}
+
+static void closing_cpu_under_dependants_is_refused(void **state)
+{
+    kvt_store *s = *state;
+    assert_int_equal(kvt_backend_close(s, "LocalCPUBackend"), KVT_EBUSY);
+    assert_string_equal(kvt_last_error(), "Backend LocalCPUBackend is in use by TestTierA, TestTierB");
+    assert_int_equal(kvt_backend_recreate(s, "LocalCPUBackend"), KVT_EBUSY);
+    assert_string_equal(order(s), "LocalCPUBackend,TestTierA,TestTierB");
+    assert_int_equal(kvt_backend_close(s, "TestTierA"), KVT_OK);
+    assert_int_equal(kvt_backend_close(s, "TestTierB"), KVT_OK);
+    assert_int_equal(kvt_backend_close(s, "LocalCPUBackend"), KVT_OK);
+    assert_string_equal(order(s), "");
+}
+
+static void create_is_all_or_nothing(void **state)
+{
+    kvt_store *s = *state;
+    assert_int_equal(kvt_backend_close(s, "TestTierA"), KVT_OK);
+    assert_int_equal(kvt_backend_close(s, "TestTierB"), KVT_OK);
+    atomic_store(&tk_b.fail_create, KVT_EIO);
+    size_t n = 9;
+    assert_int_equal(kvt_backends_create(s, NULL, 0, &n), KVT_EIO);
+    assert_int_equal(n, 0);
+    assert_string_equal(order(s), "LocalCPUBackend"); /* TestTierA was rolled back */
+    assert_int_equal(atomic_load(&tk_a.live), 0);
+}
+
+static void store_open_fails_for_a_tier_this_build_lacks(void **state)
+{
+    (void)state;
+    kvt_config *cfg = tk_config(4.0);
+    kvt_store *s = (kvt_store *)0x1;
+    assert_int_equal(kvt_config_set(cfg, "local_disk", "/tmp/kvtier-test-disk"), KVT_OK);
+    assert_int_equal(kvt_config_set(cfg, "max_local_disk_size", "1"), KVT_OK);
+    int before = (int)atomic_load(&tk_a.live);
+    assert_int_equal(kvt_store_open(cfg, &tk_quiet, &s), KVT_ENOTSUP);
+    assert_null(s);
+    assert_non_null(strstr(kvt_last_error(), "LocalDiskBackend"));
+    assert_int_equal(atomic_load(&tk_a.live), before); /* nothing left open */
+    kvt_config_free(cfg);
+}
+
+static void dependant_tier_without_cpu_is_refused(void **state)
+{
+    (void)state;
+    kvt_config *cfg = tk_config(0.0);
+    kvt_store *s = NULL;
+    tk_register();
+    atomic_store(&tk_a.wanted, true);
+    assert_int_equal(kvt_store_open(cfg, &tk_quiet, &s), KVT_ECONFIG);
+    assert_non_null(strstr(kvt_last_error(), "TestTierA needs LocalCPUBackend"));
+    kvt_config_free(cfg);
+}
+
+static void bypass_list_follows_bypass(void **state)
+{
+    kvt_store *s = *state;
+    kvt_backend_info bk[4];
+    size_t n = 9;
+    assert_int_equal(kvt_backend_set_bypass(s, "TestTierB", true, NULL), KVT_OK);
+    assert_int_equal(kvt_bypass_list(s, bk, 4, &n), KVT_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(bk[0].name, "TestTierB");
+    /* The bypass is by name: it survives a recreate. */
+    assert_int_equal(kvt_backend_recreate(s, "TestTierB"), KVT_OK);
+    assert_int_equal(kvt_bypass_list(s, bk, 4, &n), KVT_OK);
+    assert_int_equal(n, 1);
+}
+
+static void type_registration_rejects_bad_tables(void **state)
+{
+    (void)state;
+    struct kvt_backend_ops t = tk_a_ops;
+    assert_int_equal(kvt_register_backend_type(&tk_a_ops), KVT_EEXIST);
+    t.type_name = "LocalCPUBackend";
+    assert_int_equal(kvt_register_backend_type(&t), KVT_EEXIST);
+    t.type_name = "Future";
+    t.abi_version = KVT_BACKEND_ABI_VERSION + 1;
+    assert_int_equal(kvt_register_backend_type(&t), KVT_EINVAL);
+    t.abi_version = KVT_BACKEND_ABI_VERSION;
+    t.struct_size = offsetof(struct kvt_backend_ops, get);
+    assert_int_equal(kvt_register_backend_type(&t), KVT_EINVAL);
+    t.struct_size = sizeof t;
+    t.get = NULL;
+    assert_int_equal(kvt_register_backend_type(&t), KVT_EINVAL);
+    t.get = tk_a_ops.get;
+    t.type_name = "bad name/with slash";
+    assert_int_equal(kvt_register_backend_type(&t), KVT_EINVAL);
+}
+
+static void runtime_config_update_is_validated_and_atomic(void **state)
+{
+    kvt_store *s = *state;
+    const char *keys[] = {"blocking_timeout_secs", "chunk_size"};
+    const char *vals[] = {"20", "512"};
+    size_t bad = 9;
+    assert_int_equal(kvt_store_conf_update(s, 2, keys, vals, &bad), KVT_ECONFIG);
+    assert_int_equal(bad, 1);
+    assert_non_null(strstr(kvt_last_error(), "Config is not mutable at runtime"));
+    kvt_config *cfg = NULL;
+    int64_t v = 0;
+    assert_int_equal(kvt_store_conf_dup(s, &cfg), KVT_OK);
+    assert_int_equal(kvt_config_get_int(cfg, "blocking_timeout_secs", &v), KVT_OK);
+    assert_int_equal(v, 10); /* untouched */
+    kvt_config_free(cfg);
+    assert_int_equal(kvt_store_conf_update(s, 1, keys, vals, NULL), KVT_OK);
+    assert_int_equal(kvt_store_conf_dup(s, &cfg), KVT_OK);
+    assert_int_equal(kvt_config_get_int(cfg, "blocking_timeout_secs", &v), KVT_OK);
+    assert_int_equal(v, 20);
+    kvt_config_free(cfg);
+}
+
+int main(void)
+{
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(list_gives_names_in_tier_order),
+        T(close_removes_and_drains),
+        T(close_unknown_is_not_found),
+        T(create_skips_existing_backends),
+        T(create_follows_config_changes),
+        T(recreate_keeps_tier_position),
+        T(recreate_unknown_is_not_found),
+        T(recreate_failure_leaves_the_slot_empty),
+        T(closing_cpu_under_dependants_is_refused),
+        T(create_is_all_or_nothing),
+        T(bypass_list_follows_bypass),
+        T(runtime_config_update_is_validated_and_atomic),
+        T(store_open_fails_for_a_tier_this_build_lacks),
+        cmocka_unit_test(dependant_tier_without_cpu_is_refused),
+        cmocka_unit_test(type_registration_rejects_bad_tables),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

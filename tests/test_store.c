@@ -1,0 +1,346 @@
+/* Store data path: write-through, promotion, tiered lookup, filters, remove/clear, and
+ * the backend vtable's version rule. The second tier is TestTierA/B (testkit.c),
+ * registered through the public vtable. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "testkit.h"
+
+#define LEN 8192u
+
+static int setup(void **state)
+{
+    (void)state;
+    tk_register();
+    tk_reset(&tk_a);
+    tk_reset(&tk_b);
+    return 0;
+}
+
+static kvt_store *open_with(bool a, bool b, const char *key, const char *value)
+{
+    kvt_config *cfg = tk_config(4.0);
+    kvt_store *s = NULL;
+    atomic_store(&tk_a.wanted, a);
+    atomic_store(&tk_b.wanted, b);
+    if (key)
+        assert_int_equal(kvt_config_set(cfg, key, value), KVT_OK);
+    assert_int_equal(kvt_store_open(cfg, &tk_quiet, &s), KVT_OK);
+    kvt_config_free(cfg);
+    return s;
+}
+
+static void put_h(kvt_store *s, uint64_t h)
+{
+    unsigned char buf[LEN];
+    kvt_key k = tk_key(h);
+    tk_fill(buf, sizeof buf, h);
+    assert_int_equal(kvt_put(s, &k, buf, sizeof buf, NULL), KVT_OK);
+}
+
+static bool tier_holds(struct tk_world *w, uint64_t h)
+{
+    unsigned char buf[LEN];
+    kvt_key k = tk_key(h);
+    tk_fill(buf, sizeof buf, h);
+    return tk_holds(w, &k, buf, sizeof buf);
+}
+
+static void put_writes_through_to_every_tier(void **state)
+{
+    (void)state;
+    kvt_store *s = open_with(true, true, NULL, NULL);
+    for (uint64_t h = 1; h <= 20; h++)
+        put_h(s, h);
+    assert_int_equal(kvt_flush(s), KVT_OK);
+    for (uint64_t h = 1; h <= 20; h++) {
+        assert_true(tier_holds(&tk_a, h));
+        assert_true(tier_holds(&tk_b, h));
+    }
+    kvt_store_stats st;
+    kvt_store_get_stats(s, &st);
+    assert_int_equal(st.wt_enqueued, 40);
+    assert_int_equal(st.wt_done, 40);
+    kvt_store_close(s);
+}
+
+static void close_flushes_pending_write_through(void **state)
+{
+    (void)state;
+    kvt_store *s = open_with(true, false, NULL, NULL);
+    atomic_store(&tk_a.put_delay_us, 2000);
+    for (uint64_t h = 1; h <= 10; h++)
+        put_h(s, h);
+    kvt_store_close(s); /* no flush: close must write the queue out */
+    for (uint64_t h = 1; h <= 10; h++)
+        assert_true(tier_holds(&tk_a, h));
+}
+
+static void get_from_lower_tier_promotes_into_cpu(void **state)
+{
+    (void)state;
+    kvt_store *s = open_with(true, false, NULL, NULL);
+    put_h(s, 7);
+    kvt_flush(s);
+    kvt_key k = tk_key(7);
+    size_t removed = 0;
+    /* Drop it from the CPU tier only, by closing and re-creating that tier. */
+    assert_int_equal(kvt_backend_close(s, "TestTierA"), KVT_OK);
+    assert_int_equal(kvt_remove(s, &k, &removed), KVT_OK);
+    assert_int_equal(removed, 1);
+    assert_int_equal(kvt_backends_create(s, NULL, 0, NULL), KVT_OK);
+    const char *tier = NULL;
+    assert_int_equal(kvt_contains(s, &k, &tier), KVT_OK);
+    assert_string_equal(tier, "TestTierA");
+
+    unsigned char want[LEN], got[LEN];
+    size_t len = 0;
+    tk_fill(want, sizeof want, 7);
+    assert_int_equal(kvt_get_into(s, &k, got, sizeof got, &len), KVT_OK);
+    assert_int_equal(len, LEN);
+    assert_memory_equal(got, want, LEN);
+    assert_int_equal(kvt_contains(s, &k, &tier), KVT_OK);
+    assert_string_equal(tier, "LocalCPUBackend");
+    kvt_store_stats st;
+    kvt_store_get_stats(s, &st);
+    assert_int_equal(st.promotions, 1);
+    long gets = atomic_load(&tk_a.gets);
+    kvt_obj *o;
+    assert_int_equal(kvt_get(s, &k, &o), KVT_OK); /* now a CPU hit */
+    kvt_obj_release(o);
+    assert_int_equal(atomic_load(&tk_a.gets), gets);
+    kvt_store_close(s);
+}
+
+static void get_into_refuses_a_short_buffer(void **state)
+{
+    (void)state;
+    kvt_store *s = open_with(false, false, NULL, NULL);
+    put_h(s, 3);
+    unsigned char small[16];
+    size_t len = 0;
+    kvt_key k = tk_key(3);
+    assert_int_equal(kvt_get_into(s, &k, small, sizeof small, &len), KVT_ETOOSMALL);
+    assert_int_equal(len, LEN);
+    kvt_store_close(s);
+}
+
+static void lookup_prefix_spans_tiers_in_order(void **state)
+{
+    (void)state;
+    kvt_store *s = open_with(true, false, NULL, NULL);
+    kvt_key keys[6];
+    for (uint64_t h = 0; h < 6; h++) {
+        keys[h] = tk_key(100 + h);
+        put_h(s, 100 + h);
+    }
+    kvt_flush(s);
+    /* CPU keeps 0..2; the lower tier has all six; 5 is gone everywhere. */
+    size_t removed;
+    assert_int_equal(kvt_remove(s, &keys[5], &removed), KVT_OK);
+    assert_int_equal(removed, 2);
+    assert_int_equal(kvt_backend_close(s, "TestTierA"), KVT_OK);
+    for (int i = 3; i < 5; i++)
+        kvt_remove(s, &keys[i], NULL);
+    assert_int_equal(kvt_backends_create(s, NULL, 0, NULL), KVT_OK);
+    size_t hits = 0, nspans = 0;
+    kvt_tier_span spans[4];
+    assert_int_equal(kvt_lookup_prefix(s, keys, 6, 0, &hits, spans, 4, &nspans), KVT_OK);
+    assert_int_equal(hits, 5);
+    assert_int_equal(nspans, 2);
+    assert_string_equal(spans[0].backend, "LocalCPUBackend");
+    assert_int_equal(spans[0].start, 0);
+    assert_int_equal(spans[0].count, 3);
+    assert_string_equal(spans[1].backend, "TestTierA");
+    assert_int_equal(spans[1].start, 3);
+    assert_int_equal(spans[1].count, 2);
+    /* A miss at the first key in every tier: nothing. */
+    assert_int_equal(kvt_lookup_prefix(s, keys + 5, 1, 0, &hits, NULL, 0, NULL), KVT_OK);
+    assert_int_equal(hits, 0);
+    kvt_store_close(s);
+}
+
+static void bypassed_tier_gets_no_puts_and_serves_no_gets(void **state)
+{
+    (void)state;
+    kvt_store *s = open_with(true, false, NULL, NULL);
+    bool was = true;
+    assert_int_equal(kvt_backend_set_bypass(s, "TestTierA", true, &was), KVT_OK);
+    assert_false(was);
+    put_h(s, 1);
+    kvt_flush(s);
+    assert_false(tier_holds(&tk_a, 1));
+    assert_int_equal(kvt_backend_set_bypass(s, "TestTierA", false, &was), KVT_OK);
+    assert_true(was);
+    put_h(s, 2);
+    kvt_flush(s);
+    assert_true(tier_holds(&tk_a, 2));
+    assert_int_equal(kvt_backend_set_bypass(s, "NoSuchBackend", true, NULL), KVT_ENOENT);
+    kvt_store_close(s);
+}
+
+static void frozen_store_skips_puts_and_reads_cpu_only(void **state)
+{
+    (void)state;
+    kvt_store *s = open_with(true, false, NULL, NULL);
+    put_h(s, 1);
+    kvt_flush(s);
+    assert_int_equal(kvt_backend_close(s, "TestTierA"), KVT_OK);
+    kvt_key k1 = tk_key(1), k2 = tk_key(2);
+    kvt_remove(s, &k1, NULL);
+    assert_int_equal(kvt_backends_create(s, NULL, 0, NULL), KVT_OK);
+    assert_int_equal(kvt_store_set_freeze(s, true), KVT_OK);
+    assert_true(kvt_store_frozen(s));
+    assert_int_equal(kvt_contains(s, &k1, NULL), KVT_ENOENT); /* only in TestTierA */
+    put_h(s, 2);
+    assert_int_equal(kvt_contains(s, &k2, NULL), KVT_ENOENT);
+    kvt_store_set_freeze(s, false);
+    assert_int_equal(kvt_contains(s, &k1, NULL), KVT_OK);
+    kvt_store_close(s);
+}
+
+static void store_location_restricts_puts(void **state)
+{
+    (void)state;
+    kvt_store *s = open_with(true, true, "store_location", "TestTierB");
+    put_h(s, 1);
+    kvt_flush(s);
+    assert_true(tier_holds(&tk_b, 1));
+    assert_false(tier_holds(&tk_a, 1));
+    kvt_key k = tk_key(1);
+    const char *tier = NULL;
+    assert_int_equal(kvt_contains(s, &k, &tier), KVT_OK);
+    assert_string_equal(tier, "TestTierB");
+    kvt_store_close(s);
+}
+
+static void retrieve_locations_restricts_gets(void **state)
+{
+    (void)state;
+    kvt_store *s = open_with(true, false, "retrieve_locations", "TestTierA");
+    put_h(s, 1);
+    kvt_flush(s);
+    kvt_key k = tk_key(1);
+    const char *tier = NULL;
+    assert_int_equal(kvt_contains(s, &k, &tier), KVT_OK);
+    assert_string_equal(tier, "TestTierA");
+    kvt_store_close(s);
+}
+
+static void remove_and_clear_reach_every_tier(void **state)
+{
+    (void)state;
+    kvt_store *s = open_with(true, false, NULL, NULL);
+    atomic_store(&tk_a.put_delay_us, 1000);
+    for (uint64_t h = 1; h <= 5; h++)
+        put_h(s, h);
+    /* No flush: remove must wait for the queued put, or the chunk would come back. */
+    kvt_key k1 = tk_key(1);
+    size_t removed = 0;
+    assert_int_equal(kvt_remove(s, &k1, &removed), KVT_OK);
+    assert_int_equal(removed, 2);
+    kvt_flush(s);
+    assert_false(tier_holds(&tk_a, 1));
+    uint64_t tokens = 0;
+    assert_int_equal(kvt_clear(s, &tokens), KVT_OK);
+    assert_int_equal(tokens, 2 * 4 * 256); /* 4 chunks in each of 2 tiers */
+    assert_int_equal(tk_count(&tk_a), 0);
+    kvt_store_close(s);
+}
+
+static void batched_put_stores_every_chunk(void **state)
+{
+    (void)state;
+    kvt_store *s = open_with(false, false, NULL, NULL);
+    kvt_key keys[3] = {tk_key(1), tk_key(2), tk_key(3)};
+    unsigned char b[3][64];
+    const void *data[3] = {b[0], b[1], b[2]};
+    size_t lens[3] = {64, 64, 64}, stored = 0;
+    assert_int_equal(kvt_batched_put(s, 3, keys, data, lens, NULL, &stored), KVT_OK);
+    assert_int_equal(stored, 3);
+    size_t hits;
+    assert_int_equal(kvt_lookup_prefix(s, keys, 3, 0, &hits, NULL, 0, NULL), KVT_OK);
+    assert_int_equal(hits, 3);
+    kvt_store_close(s);
+}
+
+/* A table built for an older ABI (struct_size ending before count_prefix) must not have
+ * its count_prefix called, even though the pointer is set. */
+static bool want_old(const kvt_config *cfg) { (void)cfg; return true; }
+
+static void short_vtable_slot_is_never_called(void **state)
+{
+    (void)state;
+    static struct kvt_backend_ops old;
+    old = tk_b_ops;
+    old.type_name = "TestTierOld";
+    old.wanted = want_old;
+    old.struct_size = offsetof(struct kvt_backend_ops, count_prefix);
+    assert_non_null(old.count_prefix);
+    assert_int_equal(kvt_register_backend_type(&old), KVT_OK);
+    kvt_store *s = open_with(false, true, NULL, NULL);
+    kvt_key keys[2] = {tk_key(1), tk_key(2)};
+    for (uint64_t h = 1; h <= 2; h++)
+        put_h(s, h);
+    kvt_flush(s);
+    assert_int_equal(kvt_backend_close(s, "LocalCPUBackend"), KVT_EBUSY);
+    kvt_backend_info bk[4];
+    size_t n = 0;
+    kvt_backends_list(s, bk, 4, &n);
+    assert_int_equal(n, 3);
+    assert_string_equal(bk[2].name, "TestTierOld");
+    assert_int_equal(kvt_backend_set_bypass(s, "LocalCPUBackend", true, NULL), KVT_OK);
+    assert_int_equal(kvt_backend_set_bypass(s, "TestTierB", true, NULL), KVT_OK);
+    long before = atomic_load(&tk_b.count_prefix_calls);
+    size_t hits = 0;
+    assert_int_equal(kvt_lookup_prefix(s, keys, 2, 0, &hits, NULL, 0, NULL), KVT_OK);
+    assert_int_equal(hits, 2); /* answered through contains() */
+    assert_int_equal(atomic_load(&tk_b.count_prefix_calls), before);
+    /* The full-size TestTierB does use its count_prefix. */
+    assert_int_equal(kvt_backend_set_bypass(s, "TestTierB", false, NULL), KVT_OK);
+    assert_int_equal(kvt_lookup_prefix(s, keys, 2, 0, &hits, NULL, 0, NULL), KVT_OK);
+    assert_int_equal(atomic_load(&tk_b.count_prefix_calls), before + 1);
+    kvt_store_close(s);
+}
+
+static void metrics_render_lmcache_names(void **state)
+{
+    (void)state;
+    kvt_store *s = open_with(true, false, NULL, NULL);
+    put_h(s, 1);
+    kvt_flush(s);
+    char *text = NULL;
+    assert_int_equal(kvt_metrics_render(s, &text), KVT_OK);
+    assert_non_null(strstr(text, "lmcache:num_store_requests 1\n"));
+    assert_non_null(strstr(text, "lmcache:local_cache_usage 8192\n"));
+    assert_non_null(strstr(text, "kvtier_backend_puts_total{backend=\"TestTierA\"} 1\n"));
+    assert_non_null(strstr(text, "# TYPE lmcache:num_retrieve_requests counter\n"));
+    kvt_free(text);
+    kvt_store_close(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(put_writes_through_to_every_tier, setup),
+        cmocka_unit_test_setup(close_flushes_pending_write_through, setup),
+        cmocka_unit_test_setup(get_from_lower_tier_promotes_into_cpu, setup),
+        cmocka_unit_test_setup(get_into_refuses_a_short_buffer, setup),
+        cmocka_unit_test_setup(lookup_prefix_spans_tiers_in_order, setup),
+        cmocka_unit_test_setup(bypassed_tier_gets_no_puts_and_serves_no_gets, setup),
+        cmocka_unit_test_setup(frozen_store_skips_puts_and_reads_cpu_only, setup),
+        cmocka_unit_test_setup(store_location_restricts_puts, setup),
+        cmocka_unit_test_setup(retrieve_locations_restricts_gets, setup),
+        cmocka_unit_test_setup(remove_and_clear_reach_every_tier, setup),
+        cmocka_unit_test_setup(batched_put_stores_every_chunk, setup),
+        cmocka_unit_test_setup(short_vtable_slot_is_never_called, setup),
+        cmocka_unit_test_setup(metrics_render_lmcache_names, setup),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

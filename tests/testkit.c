@@ -1,0 +1,281 @@
+/* kvtier tests — see testkit.h. */
+#include "testkit.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct tk_chunk {
+    kvt_key key;
+    void *data;
+    size_t len;
+    kvt_chunk_meta meta;
+    struct tk_chunk *next;
+};
+
+#define TK_BUCKETS 65536u
+
+struct tk_world tk_a = {.mu = PTHREAD_MUTEX_INITIALIZER};
+struct tk_world tk_b = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+struct tk_inst {
+    struct tk_world *w;
+    const kvt_backend_env *env;
+};
+
+static void quiet(void *ud, kvt_log_level l, const char *c, const char *m)
+{
+    (void)ud, (void)l, (void)c, (void)m;
+}
+const kvt_log_handler tk_quiet = {.fn = quiet, .min_level = KVT_LOG_DEBUG};
+
+static struct tk_chunk **slot(struct tk_world *w, const kvt_key *key)
+{
+    if (!w->buckets && !(w->buckets = calloc(TK_BUCKETS, sizeof *w->buckets)))
+        abort();
+    struct tk_chunk **pp = &w->buckets[kvt_key_hash(key) % TK_BUCKETS];
+    while (*pp && !kvt_key_equal(&(*pp)->key, key))
+        pp = &(*pp)->next;
+    return pp;
+}
+
+static struct tk_chunk *find(struct tk_world *w, const kvt_key *key) { return *slot(w, key); }
+
+static bool want_a(const kvt_config *cfg) { (void)cfg; return atomic_load(&tk_a.wanted); }
+static bool want_b(const kvt_config *cfg) { (void)cfg; return atomic_load(&tk_b.wanted); }
+
+static int tk_create(const kvt_backend_env *env, const kvt_config *cfg, void **state)
+{
+    (void)cfg;
+    struct tk_world *w = strcmp(kvt_backend_name(env), "TestTierA") == 0 ? &tk_a : &tk_b;
+    int fail = atomic_load(&w->fail_create);
+    if (fail)
+        return fail;
+    struct tk_inst *in = calloc(1, sizeof *in);
+    if (!in)
+        return KVT_ENOMEM;
+    in->w = w;
+    in->env = env;
+    atomic_fetch_add(&w->live, 1);
+    atomic_fetch_add(&w->created, 1);
+    *state = in;
+    return KVT_OK;
+}
+
+static void tk_destroy(void *state)
+{
+    struct tk_inst *in = state;
+    atomic_fetch_sub(&in->w->live, 1);
+    atomic_fetch_add(&in->w->destroyed, 1);
+    free(in);
+}
+
+static int tk_put(void *state, const kvt_key *key, kvt_obj *obj)
+{
+    struct tk_inst *in = state;
+    struct tk_world *w = in->w;
+    unsigned delay = atomic_load(&w->put_delay_us);
+    if (delay)
+        usleep(delay);
+    pthread_mutex_lock(&w->mu);
+    struct tk_chunk **pp = slot(w, key);
+    if (!*pp) {
+        struct tk_chunk *c = calloc(1, sizeof *c);
+        c->key = *key;
+        c->len = kvt_obj_size(obj);
+        c->data = malloc(c->len ? c->len : 1);
+        memcpy(c->data, kvt_obj_data(obj), c->len);
+        c->meta = *kvt_obj_meta(obj);
+        *pp = c;
+        w->n++;
+    }
+    pthread_mutex_unlock(&w->mu);
+    atomic_fetch_add(&w->puts, 1);
+    return KVT_OK;
+}
+
+static int tk_get(void *state, const kvt_key *key, kvt_obj **out)
+{
+    struct tk_inst *in = state;
+    struct tk_world *w = in->w;
+    int rc = KVT_ENOENT;
+    atomic_fetch_add(&w->gets, 1);
+    pthread_mutex_lock(&w->mu);
+    struct tk_chunk *c = find(w, key);
+    if (c && (rc = kvt_backend_alloc(in->env, c->len, &c->meta, out)) == KVT_OK)
+        memcpy(kvt_obj_data_mut(*out), c->data, c->len);
+    pthread_mutex_unlock(&w->mu);
+    return rc;
+}
+
+static int tk_contains(void *state, const kvt_key *key)
+{
+    struct tk_inst *in = state;
+    atomic_fetch_add(&in->w->contains_calls, 1);
+    pthread_mutex_lock(&in->w->mu);
+    bool found = find(in->w, key) != NULL;
+    pthread_mutex_unlock(&in->w->mu);
+    return found;
+}
+
+static int tk_remove(void *state, const kvt_key *key)
+{
+    struct tk_inst *in = state;
+    struct tk_world *w = in->w;
+    pthread_mutex_lock(&w->mu);
+    struct tk_chunk **pp = slot(w, key), *c = *pp;
+    if (c) {
+        *pp = c->next;
+        free(c->data);
+        free(c);
+        w->n--;
+    }
+    pthread_mutex_unlock(&w->mu);
+    return c ? KVT_OK : KVT_ENOENT;
+}
+
+static int tk_clear(void *state, uint64_t *tokens)
+{
+    struct tk_inst *in = state;
+    struct tk_world *w = in->w;
+    pthread_mutex_lock(&w->mu);
+    for (size_t b = 0; w->buckets && b < TK_BUCKETS; b++) {
+        while (w->buckets[b]) {
+            struct tk_chunk *c = w->buckets[b];
+            w->buckets[b] = c->next;
+            *tokens += c->meta.num_tokens;
+            free(c->data);
+            free(c);
+        }
+    }
+    w->n = 0;
+    pthread_mutex_unlock(&w->mu);
+    return KVT_OK;
+}
+
+/* Only TestTierB has it; TestTierA falls back to contains(). */
+static size_t tk_count_prefix(void *state, const kvt_key *keys, size_t n, bool pin)
+{
+    struct tk_inst *in = state;
+    (void)pin;
+    atomic_fetch_add(&in->w->count_prefix_calls, 1);
+    size_t i = 0;
+    pthread_mutex_lock(&in->w->mu);
+    while (i < n && find(in->w, &keys[i]))
+        i++;
+    pthread_mutex_unlock(&in->w->mu);
+    return i;
+}
+
+const struct kvt_backend_ops tk_a_ops = {
+    .abi_version = KVT_BACKEND_ABI_VERSION,
+    .struct_size = sizeof(struct kvt_backend_ops),
+    .type_name = "TestTierA",
+    .flags = KVT_BACKEND_USES_CPU_BUFFERS,
+    .wanted = want_a,
+    .create = tk_create,
+    .destroy = tk_destroy,
+    .put = tk_put,
+    .get = tk_get,
+    .contains = tk_contains,
+    .remove = tk_remove,
+    .clear = tk_clear,
+    .count_prefix = NULL,
+    .unpin = NULL,
+    .stats = NULL,
+};
+
+const struct kvt_backend_ops tk_b_ops = {
+    .abi_version = KVT_BACKEND_ABI_VERSION,
+    .struct_size = sizeof(struct kvt_backend_ops),
+    .type_name = "TestTierB",
+    .flags = KVT_BACKEND_USES_CPU_BUFFERS,
+    .wanted = want_b,
+    .create = tk_create,
+    .destroy = tk_destroy,
+    .put = tk_put,
+    .get = tk_get,
+    .contains = tk_contains,
+    .remove = tk_remove,
+    .clear = tk_clear,
+    .count_prefix = tk_count_prefix,
+    .unpin = NULL,
+    .stats = NULL,
+};
+
+static void reg(void)
+{
+    if (kvt_register_backend_type(&tk_a_ops) != KVT_OK ||
+        kvt_register_backend_type(&tk_b_ops) != KVT_OK)
+        abort();
+}
+
+void tk_register(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, reg);
+}
+
+void tk_reset(struct tk_world *w)
+{
+    uint64_t t = 0;
+    struct tk_inst in = {.w = w};
+    tk_clear(&in, &t);
+    pthread_mutex_lock(&w->mu);
+    free(w->buckets);
+    w->buckets = NULL;
+    pthread_mutex_unlock(&w->mu);
+    atomic_store(&w->wanted, false);
+    atomic_store(&w->fail_create, 0);
+    atomic_store(&w->put_delay_us, 0);
+    atomic_store(&w->created, 0);
+    atomic_store(&w->destroyed, 0);
+    atomic_store(&w->puts, 0);
+    atomic_store(&w->gets, 0);
+    atomic_store(&w->contains_calls, 0);
+    atomic_store(&w->count_prefix_calls, 0);
+}
+
+bool tk_holds(struct tk_world *w, const kvt_key *key, const void *data, size_t len)
+{
+    pthread_mutex_lock(&w->mu);
+    struct tk_chunk *c = find(w, key);
+    bool ok = c && c->len == len && memcmp(c->data, data, len) == 0;
+    pthread_mutex_unlock(&w->mu);
+    return ok;
+}
+
+size_t tk_count(struct tk_world *w)
+{
+    pthread_mutex_lock(&w->mu);
+    size_t n = w->n;
+    pthread_mutex_unlock(&w->mu);
+    return n;
+}
+
+kvt_key tk_key(uint64_t hash)
+{
+    kvt_key k;
+    if (kvt_key_init(&k, "test-model", 1, 0, hash, "bfloat16") != KVT_OK)
+        abort();
+    return k;
+}
+
+void tk_fill(void *buf, size_t len, uint64_t hash)
+{
+    unsigned char *p = buf;
+    uint64_t x = hash * 0x9E3779B97F4A7C15ull + 1;
+    for (size_t i = 0; i < len; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        p[i] = (unsigned char)x;
+    }
+}
+
+kvt_config *tk_config(double cpu_mib)
+{
+    kvt_config *cfg = NULL;
+    if (kvt_config_new(&cfg) != KVT_OK ||
+        kvt_config_set_float(cfg, "max_local_cpu_size", cpu_mib / 1024.0) != KVT_OK)
+        abort();
+    return cfg;
+}

@@ -1,0 +1,46 @@
+/* kvtier tests — a second tier type registered through the public vtable.
+ *
+ * "TestTierA" and "TestTierB" keep their chunks in a process-wide "world" that outlives
+ * instances (like a remote store or files on disk), so tests can see what reached a tier
+ * across close/create/recreate. Reads allocate through kvt_backend_alloc(), i.e. from
+ * the CPU tier's pool, so both types declare KVT_BACKEND_USES_CPU_BUFFERS. */
+#ifndef KVTIER_TESTKIT_H
+#define KVTIER_TESTKIT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "kvtier/kvtier.h"
+
+struct tk_world {
+    pthread_mutex_t mu;
+    struct tk_chunk **buckets; /* hash chains, allocated on first use */
+    size_t n;
+    atomic_bool wanted;          /* does the config "ask" for this type */
+    atomic_int fail_create;      /* next creates fail with this status (0: succeed) */
+    atomic_uint put_delay_us;    /* slow writes keep queues non-empty */
+    atomic_long live, created, destroyed;
+    atomic_long puts, gets, contains_calls, count_prefix_calls;
+};
+
+extern struct tk_world tk_a, tk_b;
+extern const struct kvt_backend_ops tk_a_ops, tk_b_ops;
+
+/* Registers TestTierA and TestTierB once per process. */
+void tk_register(void);
+/* Empties a world and resets its counters and switches. */
+void tk_reset(struct tk_world *w);
+/* Does the world hold `key` with exactly these bytes? */
+bool tk_holds(struct tk_world *w, const kvt_key *key, const void *data, size_t len);
+size_t tk_count(struct tk_world *w);
+
+/* Test helpers shared by the test programs. */
+kvt_key tk_key(uint64_t hash);
+/* Deterministic chunk bytes for `hash`. */
+void tk_fill(void *buf, size_t len, uint64_t hash);
+/* A config with a CPU tier of `cpu_mib` MiB and nothing else. */
+kvt_config *tk_config(double cpu_mib);
+/* Log handler that keeps quiet (tests assert on state, not on lines). */
+extern const kvt_log_handler tk_quiet;
+
+#endif
