@@ -38,6 +38,7 @@ static int file_error(const char *path, int err)
 
 static int file_read(const char *path, char **out, size_t *len)
 {
+    *len = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC), err = 0;
     size_t n = 0;
     char *buf;
@@ -420,7 +421,7 @@ int kvt_config_load_file(kvt_config *cfg, const char *path)
 {
     struct load ld;
     char *buf, prefix[256];
-    size_t len;
+    size_t len = 0;
     int rc;
     if (!cfg || !path)
         return kvt__fail(KVT_EINVAL, "kvt_config_load_file: NULL argument");
@@ -448,8 +449,7 @@ static int env_extra(struct load *ld)
     if (!text || text[strspn(text, " \t\r\n")] == '\0')
         return KVT_OK;
     if ((rc = json_parse(text, strlen(text), &obj)) == KVT_OK) {
-        rc = cJSON_IsObject(obj) ? json_extra(ld, obj)
-                                 : kvt__fail(KVT_ECONFIG, "expected a JSON object");
+        rc = json_extra(ld, obj); /* an object, or null for none */
         cJSON_Delete(obj);
     }
     return rc != KVT_OK ? kvt__conf_wrap_error(rc, "LMCACHE_EXTRA_CONFIG") : rc;

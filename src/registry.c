@@ -382,7 +382,7 @@ static int create_locked(kvt_store *s, kvt__snap *cur, kvt__bk **made, size_t *n
 
 int kvt__registry_create(kvt_store *s, kvt_backend_info *created, size_t max, size_t *n)
 {
-    kvt__bk *made[KVT_MAX_BACKENDS];
+    kvt__bk *made[KVT_MAX_BACKENDS] = {0};
     size_t nmade = 0;
     pthread_mutex_lock(&s->mgmt);
     kvt__snap *cur = kvt__snap_get(s);
