@@ -96,7 +96,7 @@ static const struct conf_desc conf_table[] = {
     F("max_local_cpu_size", "5.0", ENV("MAX_LOCAL_CPU_SIZE"), 0, 0.0, DBL_MAX,
       "GiB of CPU cache; 0 disables LocalCPU."),
     F("reserve_local_cpu_size", "0.0", ENV("RESERVE_LOCAL_CPU_SIZE"), 0, 0.0, DBL_MAX,
-      "GiB of CPU memory kept free for the host."),
+      "GiB of host memory kept out of the CPU pool: caps it at RAM minus this."),
     S("local_disk", "", ENV("LOCAL_DISK"), F_RUNTIME, check_disk_paths,
       "LocalDisk directory; optional file:// prefix; CSV for several absolute paths."),
     F("max_local_disk_size", "0.0", ENV("MAX_LOCAL_DISK_SIZE"), F_RUNTIME, 0.0, DBL_MAX,

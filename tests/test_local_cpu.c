@@ -5,7 +5,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -189,6 +191,25 @@ static void objects_outlive_a_closed_store(void **state)
     kvt_obj_release(o); /* frees the pool last (ASan checks it) */
 }
 
+static void reserve_caps_the_pool_below_host_memory(void **state)
+{
+    (void)state;
+    double ram = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+    double gib = 1024.0 * 1024.0 * 1024.0;
+    kvt_config *cfg = tk_config(64.0);
+    char reserve[64];
+    snprintf(reserve, sizeof reserve, "%.9f", (ram - 8.0 * 1024 * 1024) / gib);
+    assert_int_equal(kvt_config_set(cfg, "reserve_local_cpu_size", reserve), KVT_OK);
+    kvt_store *s = NULL;
+    assert_int_equal(kvt_store_open(cfg, &tk_quiet, &s), KVT_OK);
+    kvt_backend_stats st;
+    cpu_stats(s, &st);
+    /* About 8 MiB of host memory is left for the pool, not the 64 MiB asked for. */
+    assert_true(st.capacity_bytes > 7u << 20 && st.capacity_bytes < 9u << 20);
+    kvt_store_close(s);
+    kvt_config_free(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -199,6 +220,7 @@ int main(void)
         cmocka_unit_test(staging_only_mode_stores_nothing),
         cmocka_unit_test(stats_count_hits_and_misses),
         cmocka_unit_test(objects_outlive_a_closed_store),
+        cmocka_unit_test(reserve_caps_the_pool_below_host_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,6 +8,7 @@
  * the pool has its own, always taken after it. */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "src/store.h"
 
@@ -141,13 +142,29 @@ static bool lc_wanted(const kvt_config *cfg)
     return kvt_config_get_float(cfg, "max_local_cpu_size", &gib) == KVT_OK && gib > 0;
 }
 
+/* max_local_cpu_size, lowered so that reserve_local_cpu_size GiB of the host's memory
+ * stay outside the pool. */
+static uint64_t capacity_bytes(double max_gib, double reserve_gib)
+{
+    uint64_t cap = (uint64_t)(max_gib * GiB);
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (reserve_gib > 0 && pages > 0 && page > 0) {
+        double avail = (double)pages * (double)page - reserve_gib * GiB;
+        if (avail < (double)cap)
+            cap = avail > 0 ? (uint64_t)avail : 0;
+    }
+    return cap;
+}
+
 static int lc_create(const kvt_backend_env *env, const kvt_config *cfg, void **state)
 {
-    double gib = 0;
+    double gib = 0, reserve = 0;
     int64_t batch = 16;
     bool store = true;
     struct lc *lc;
     int rc = kvt_config_get_float(cfg, "max_local_cpu_size", &gib);
+    if (rc == KVT_OK)
+        rc = kvt_config_get_float(cfg, "reserve_local_cpu_size", &reserve);
     if (rc == KVT_OK)
         rc = kvt_config_get_bool(cfg, "local_cpu", &store);
     if (rc == KVT_OK)
@@ -158,7 +175,7 @@ static int lc_create(const kvt_backend_env *env, const kvt_config *cfg, void **s
         return kvt__fail(KVT_ENOMEM, "cannot allocate LocalCPUBackend");
     lc->nbuckets = 1024;
     lc->buckets = calloc(lc->nbuckets, sizeof *lc->buckets);
-    rc = lc->buckets ? kvt__pool_new((uint64_t)(gib * GiB), &lc->pool)
+    rc = lc->buckets ? kvt__pool_new(capacity_bytes(gib, reserve), &lc->pool)
                      : kvt__fail(KVT_ENOMEM, "cannot allocate LocalCPUBackend index");
     if (rc != KVT_OK) {
         free(lc->buckets);
