@@ -280,13 +280,19 @@ static int check_cpu_dependants(kvt__snap *sn, const kvt__bk *bk)
     return KVT_OK;
 }
 
-/* Unpublishes and closes `bk` (which must be in `cur`). mgmt held. */
-static int close_locked(kvt_store *s, kvt__snap *cur, kvt__bk *bk)
+/* Unpublishes and closes backend `name` of `cur`, which keeps the struct alive for the
+ * caller (`*closed`). mgmt held. */
+static int close_locked(kvt_store *s, kvt__snap *cur, const char *name, kvt__bk **closed)
 {
-    int rc = republish(s, cur, NULL, 0, bk);
+    kvt__bk *bk = snap_find(cur, name);
+    int rc = !bk ? kvt__fail(KVT_ENOENT, "Backend %s not found", name)
+                 : check_cpu_dependants(cur, bk);
+    if (rc == KVT_OK)
+        rc = republish(s, cur, NULL, 0, bk);
     if (rc != KVT_OK)
         return rc;
-    bk_close(bk); /* `cur` still holds the struct; no data-path call can enter any more */
+    bk_close(bk); /* no data-path call can enter it any more */
+    *closed = bk;
     return KVT_OK;
 }
 
@@ -311,13 +317,10 @@ int kvt_backends_list(kvt_store *s, kvt_backend_info *out, size_t max, size_t *n
 
 int kvt_backend_close(kvt_store *s, const char *name)
 {
+    kvt__bk *bk;
     pthread_mutex_lock(&s->mgmt);
     kvt__snap *cur = kvt__snap_get(s);
-    kvt__bk *bk = snap_find(cur, name);
-    int rc = !bk ? kvt__fail(KVT_ENOENT, "Backend %s not found", name)
-                 : check_cpu_dependants(cur, bk);
-    if (rc == KVT_OK)
-        rc = close_locked(s, cur, bk);
+    int rc = close_locked(s, cur, name, &bk);
     kvt__snap_put(cur);
     pthread_mutex_unlock(&s->mgmt);
     if (rc == KVT_OK)
@@ -407,18 +410,14 @@ int kvt_backends_create(kvt_store *s, kvt_backend_info *created, size_t max, siz
 int kvt_backend_recreate(kvt_store *s, const char *name)
 {
     struct tier_type types[MAX_TYPES];
-    size_t ntypes = list_types(types);
-    kvt__bk *fresh = NULL;
+    kvt__bk *old, *fresh = NULL;
+    list_types(types);
 
     pthread_mutex_lock(&s->mgmt);
     kvt__snap *cur = kvt__snap_get(s);
-    kvt__bk *old = snap_find(cur, name);
-    int rc = !old ? kvt__fail(KVT_ENOENT, "Backend %s not found", name)
-                  : check_cpu_dependants(cur, old);
-    if (rc == KVT_OK)
-        rc = close_locked(s, cur, old);
+    int rc = close_locked(s, cur, name, &old);
     if (rc == KVT_OK) {
-        const struct tier_type *t = &types[old->rank < ntypes ? old->rank : 0];
+        const struct tier_type *t = &types[old->rank]; /* types are never unregistered */
         bool have_cpu = cur->cpu && cur->cpu != old;
         if (!t->wanted(s->cfg))
             rc = kvt__fail(KVT_ECONFIG, "Backend %s was closed; the current config no longer "

@@ -378,9 +378,8 @@ int kvt_unpin(kvt_store *s, const kvt_key keys[], size_t n)
 
 /* remove and clear act on every backend, bypassed or not, after its pending writes, so a
  * queued put cannot bring a removed chunk back. */
-int kvt_remove(kvt_store *s, const kvt_key *key, size_t *removed)
+static void each_after_writes(kvt_store *s, void (*fn)(kvt__bk *bk, void *ctx), void *ctx)
 {
-    size_t count = 0;
     kvt__snap *sn = kvt__snap_get(s);
     for (size_t i = 0; i < sn->n; i++) {
         kvt__bk *bk = sn->bk[i];
@@ -388,35 +387,52 @@ int kvt_remove(kvt_store *s, const kvt_key *key, size_t *removed)
             continue;
         if (bk->wq)
             kvt__wq_flush(bk->wq);
-        count += bk->ops->remove(bk->state, key) == KVT_OK;
+        fn(bk, ctx);
         kvt__bk_leave(bk);
     }
     kvt__snap_put(sn);
+}
+
+struct remove_ctx {
+    const kvt_key *key;
+    size_t removed;
+};
+
+static void remove_one(kvt__bk *bk, void *ctx)
+{
+    struct remove_ctx *c = ctx;
+    c->removed += bk->ops->remove(bk->state, c->key) == KVT_OK;
+}
+
+int kvt_remove(kvt_store *s, const kvt_key *key, size_t *removed)
+{
+    struct remove_ctx c = {key, 0};
+    each_after_writes(s, remove_one, &c);
     if (removed)
-        *removed = count;
+        *removed = c.removed;
     return KVT_OK;
+}
+
+struct clear_ctx {
+    uint64_t tokens;
+    int rc;
+};
+
+static void clear_one(kvt__bk *bk, void *ctx)
+{
+    struct clear_ctx *c = ctx;
+    int rc = bk->ops->clear(bk->state, &c->tokens);
+    if (rc != KVT_OK && c->rc == KVT_OK)
+        c->rc = rc;
 }
 
 int kvt_clear(kvt_store *s, uint64_t *tokens)
 {
-    uint64_t total = 0;
-    int rc = KVT_OK;
-    kvt__snap *sn = kvt__snap_get(s);
-    for (size_t i = 0; i < sn->n; i++) {
-        kvt__bk *bk = sn->bk[i];
-        if (!kvt__bk_enter(bk))
-            continue;
-        if (bk->wq)
-            kvt__wq_flush(bk->wq);
-        int r = bk->ops->clear(bk->state, &total);
-        if (r != KVT_OK && rc == KVT_OK)
-            rc = r;
-        kvt__bk_leave(bk);
-    }
-    kvt__snap_put(sn);
+    struct clear_ctx c = {0, KVT_OK};
+    each_after_writes(s, clear_one, &c);
     if (tokens)
-        *tokens = total;
-    return rc;
+        *tokens = c.tokens;
+    return c.rc;
 }
 
 int kvt_flush(kvt_store *s)

@@ -49,6 +49,16 @@ static void *worker(void *arg)
     return NULL;
 }
 
+static void wq_free(kvt__wq *q)
+{
+    pthread_mutex_destroy(&q->mu);
+    pthread_cond_destroy(&q->not_empty);
+    pthread_cond_destroy(&q->not_full);
+    pthread_cond_destroy(&q->progress);
+    free(q->ring);
+    free(q);
+}
+
 int kvt__wq_new(size_t depth, kvt__wq_fn fn, void *ud, kvt__wq **out)
 {
     kvt__wq *q = calloc(1, sizeof *q);
@@ -65,12 +75,7 @@ int kvt__wq_new(size_t depth, kvt__wq_fn fn, void *ud, kvt__wq **out)
     pthread_cond_init(&q->not_full, NULL);
     pthread_cond_init(&q->progress, NULL);
     if (pthread_create(&q->thread, NULL, worker, q) != 0) {
-        pthread_mutex_destroy(&q->mu);
-        pthread_cond_destroy(&q->not_empty);
-        pthread_cond_destroy(&q->not_full);
-        pthread_cond_destroy(&q->progress);
-        free(q->ring);
-        free(q);
+        wq_free(q);
         return kvt__fail(KVT_ENOMEM, "cannot start write-through thread");
     }
     *out = q;
@@ -115,10 +120,5 @@ void kvt__wq_drain_free(kvt__wq *q)
     pthread_cond_signal(&q->not_empty);
     pthread_mutex_unlock(&q->mu);
     pthread_join(q->thread, NULL);
-    pthread_mutex_destroy(&q->mu);
-    pthread_cond_destroy(&q->not_empty);
-    pthread_cond_destroy(&q->not_full);
-    pthread_cond_destroy(&q->progress);
-    free(q->ring);
-    free(q);
+    wq_free(q);
 }
