@@ -463,10 +463,10 @@ bool kvt_store_frozen(kvt_store *s) { return atomic_load(&s->frozen); }
 
 int kvt_backend_get_stats(kvt_store *s, const char *name, kvt_backend_stats *out)
 {
-    int rc = kvt__fail(KVT_ENOENT, "Backend %s not found", name);
+    bool found = false;
     memset(out, 0, sizeof *out);
     kvt__snap *sn = kvt__snap_get(s);
-    for (size_t i = 0; i < sn->n && rc != KVT_OK; i++) {
+    for (size_t i = 0; i < sn->n && !found; i++) {
         kvt__bk *bk = sn->bk[i];
         if (strcmp(bk->name, name) != 0)
             continue;
@@ -480,10 +480,10 @@ int kvt_backend_get_stats(kvt_store *s, const char *name, kvt_backend_stats *out
         out->misses = atomic_load(&bk->misses);
         out->puts = atomic_load(&bk->puts);
         out->put_failures = atomic_load(&bk->put_failures);
-        rc = KVT_OK;
+        found = true;
     }
     kvt__snap_put(sn);
-    return rc;
+    return found ? KVT_OK : kvt__fail(KVT_ENOENT, "Backend %s not found", name);
 }
 
 int kvt_store_get_stats(kvt_store *s, kvt_store_stats *out)
