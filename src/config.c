@@ -156,7 +156,7 @@ static const struct conf_desc conf_table[] = {
     XI("max_alloc_attempts", "10", 1, 1000, "Allocation attempts of a GDS read."),
     XF("allocation_attempt_delay_secs", "0.1", 0.0, 60.0, "Seconds between allocation attempts."),
     XI("local_cpu.evict_batch_candidates", "16", 1, 4096,
-       "LRU entries LocalCPU examines per eviction pass."),
+       "Most entries LocalCPU evicts per eviction pass."),
     XB("save_chunk_meta", "true", "Remote values carry the 28-byte chunk header."),
     XB("use_exists_sync", "false", "Remote contains is synchronous."),
     S("extra_config.fallback_policy", "recompute", NULL, F_RUNTIME, check_fallback,

@@ -26,15 +26,13 @@ static void store_metrics(struct sink *k, kvt_store *s)
     metric(k, "lmcache:num_retrieve_requests", "counter", "Retrieve requests.",
            st.retrieve_requests);
     metric(k, "lmcache:num_lookup_requests", "counter", "Lookup requests.", st.lookup_requests);
-    metric(k, "lmcache:num_stored_tokens", "counter", "Tokens stored (chunks x chunk_size).",
-           st.stored_chunks * chunk);
-    metric(k, "lmcache:num_hit_tokens", "counter", "Tokens retrieved (chunks x chunk_size).",
-           st.retrieved_chunks * chunk);
+    metric(k, "lmcache:num_stored_tokens", "counter", "Tokens stored.", st.stored_tokens);
+    metric(k, "lmcache:num_hit_tokens", "counter", "Tokens retrieved.", st.retrieved_tokens);
     metric(k, "lmcache:num_lookup_tokens", "counter", "Tokens looked up (keys x chunk_size).",
            st.lookup_keys * chunk);
     metric(k, "lmcache:num_lookup_hits", "counter", "Tokens found by lookups (keys x chunk_size).",
            st.lookup_hits * chunk);
-    metric(k, "kvtier_promotions_total", "counter", "Chunks promoted into the CPU tier.",
+    metric(k, "kvtier_promotions_total", "counter", "Lower-tier hits handed to the CPU tier.",
            st.promotions);
     metric(k, "kvtier_write_through_enqueued_total", "counter", "Write-through items queued.",
            st.wt_enqueued);

@@ -20,7 +20,11 @@ struct kvt__pool {
     struct free_buf *free_list;
 };
 
-static size_t round_up(size_t n) { return (n + KVT__ALIGN - 1) & ~(size_t)(KVT__ALIGN - 1); }
+/* Buffer bytes for an object of n bytes: whole aligned blocks, at least one. */
+static size_t alloc_size(size_t n)
+{
+    return n ? (n + KVT__ALIGN - 1) & ~(size_t)(KVT__ALIGN - 1) : KVT__ALIGN;
+}
 
 static void obj_init(kvt_obj *obj, void *data, size_t size, size_t cap, const kvt_chunk_meta *meta,
                      kvt__pool *pool)
@@ -94,7 +98,7 @@ static void *take_cached(kvt__pool *p, size_t cap)
 
 int kvt__pool_alloc(kvt__pool *p, size_t size, const kvt_chunk_meta *meta, kvt_obj **out)
 {
-    size_t cap = round_up(size ? size : 1);
+    size_t cap = alloc_size(size);
     kvt_obj *obj = malloc(sizeof *obj);
     void *buf;
 
@@ -141,10 +145,12 @@ static void pool_free(kvt__pool *p, void *buf, size_t cap)
     pool_unref(p);
 }
 
+uint64_t kvt__pool_round(size_t size) { return alloc_size(size); }
+
 bool kvt__pool_fits(kvt__pool *p, size_t size)
 {
     pthread_mutex_lock(&p->mu);
-    bool fits = p->used + round_up(size ? size : 1) <= p->capacity;
+    bool fits = p->used + alloc_size(size) <= p->capacity;
     pthread_mutex_unlock(&p->mu);
     return fits;
 }
@@ -161,7 +167,7 @@ uint64_t kvt__pool_capacity(const kvt__pool *p) { return p->capacity; }
 
 int kvt__obj_heap_new(size_t size, const kvt_chunk_meta *meta, kvt_obj **out)
 {
-    size_t cap = round_up(size ? size : 1);
+    size_t cap = alloc_size(size);
     kvt_obj *obj = malloc(sizeof *obj);
     void *buf = NULL;
 

@@ -29,6 +29,8 @@ int kvt__pool_new(uint64_t capacity, kvt__pool **out);
 void kvt__pool_close(kvt__pool *pool);
 /* KVT_ENOMEM when the budget has no room for `size` more bytes; the caller evicts and retries. */
 int kvt__pool_alloc(kvt__pool *pool, size_t size, const kvt_chunk_meta *meta, kvt_obj **out);
+/* Bytes an allocation of `size` takes from the budget. */
+uint64_t kvt__pool_round(size_t size);
 /* Would an allocation of `size` bytes fit the budget now? */
 bool kvt__pool_fits(kvt__pool *pool, size_t size);
 uint64_t kvt__pool_used(kvt__pool *pool);

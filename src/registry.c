@@ -180,9 +180,7 @@ static void bk_close(kvt__bk *bk)
     pthread_mutex_unlock(&bk->drain_mu);
     if (bk->wq)
         kvt__wq_drain_free(bk->wq);
-    bk->wq = NULL;
     bk->ops->destroy(bk->state);
-    bk->state = NULL;
 }
 
 /* ------------------------------------------------------------------ snapshots */
@@ -411,9 +409,9 @@ int kvt_backend_recreate(kvt_store *s, const char *name)
 {
     struct tier_type types[MAX_TYPES];
     kvt__bk *old, *fresh = NULL;
-    list_types(types);
 
     pthread_mutex_lock(&s->mgmt);
+    list_types(types); /* under mgmt: includes every type an instance was built from */
     kvt__snap *cur = kvt__snap_get(s);
     int rc = close_locked(s, cur, name, &old);
     if (rc == KVT_OK) {
@@ -452,6 +450,9 @@ int kvt_backend_set_bypass(kvt_store *s, const char *name, bool on, bool *was)
         while (i < s->nbypass && strcmp(s->bypass[i], name) != 0)
             i++;
         bool present = i < s->nbypass;
+        char saved[KVT_MAX_BACKENDS][KVT_NAME_MAX];
+        size_t nsaved = s->nbypass;
+        memcpy(saved, s->bypass, sizeof saved);
         if (was)
             *was = present;
         if (on && !present)
@@ -459,6 +460,10 @@ int kvt_backend_set_bypass(kvt_store *s, const char *name, bool on, bool *was)
         if (!on && present)
             memmove(s->bypass[i], s->bypass[i + 1], (--s->nbypass - i) * KVT_NAME_MAX);
         rc = republish(s, cur, NULL, 0, NULL);
+        if (rc != KVT_OK) { /* the snapshot in force still says the old thing */
+            memcpy(s->bypass, saved, sizeof saved);
+            s->nbypass = nsaved;
+        }
     }
     kvt__snap_put(cur);
     pthread_mutex_unlock(&s->mgmt);

@@ -223,6 +223,7 @@ int kvt_put(kvt_store *s, const kvt_key *key, const void *data, size_t len,
         write_through(s, sn, key, obj);
         kvt_obj_release(obj);
         atomic_fetch_add(&s->st.stored_chunks, 1);
+        atomic_fetch_add(&s->st.stored_tokens, m.num_tokens);
     }
     kvt__snap_put(sn);
     return rc;
@@ -285,6 +286,7 @@ int kvt_get(kvt_store *s, const kvt_key *key, kvt_obj **out)
     if (!obj)
         return kvt__fail(KVT_ENOENT, "key not stored in any active tier");
     atomic_fetch_add(&s->st.retrieved_chunks, 1);
+    atomic_fetch_add(&s->st.retrieved_tokens, chunk_tokens(s, &obj->meta));
     *out = obj;
     return KVT_OK;
 }
@@ -320,7 +322,7 @@ int kvt_contains(kvt_store *s, const kvt_key *key, const char **tier)
     kvt__snap_put(sn);
     if (tier)
         *tier = found;
-    return found ? KVT_OK : KVT_ENOENT;
+    return found ? KVT_OK : kvt__fail(KVT_ENOENT, "key not stored in any active tier");
 }
 
 static size_t count_prefix(kvt__bk *bk, const kvt_key *keys, size_t n, bool pin)
@@ -376,21 +378,26 @@ int kvt_unpin(kvt_store *s, const kvt_key keys[], size_t n)
     return KVT_OK;
 }
 
-/* remove and clear act on every backend, bypassed or not, after its pending writes, so a
- * queued put cannot bring a removed chunk back. */
+/* Runs `fn` (if any) on every backend, bypassed or not, after the writes queued to it
+ * before the call. Under the management mutex: no close is half done meanwhile, so a
+ * queue being drained by a close cannot be missed, and a removed chunk cannot come back
+ * from a put still queued to a tier that closes at the same time. */
 static void each_after_writes(kvt_store *s, void (*fn)(kvt__bk *bk, void *ctx), void *ctx)
 {
+    pthread_mutex_lock(&s->mgmt);
     kvt__snap *sn = kvt__snap_get(s);
     for (size_t i = 0; i < sn->n; i++) {
         kvt__bk *bk = sn->bk[i];
         if (!kvt__bk_enter(bk))
-            continue;
+            continue; /* not reached: backends close only under mgmt */
         if (bk->wq)
             kvt__wq_flush(bk->wq);
-        fn(bk, ctx);
+        if (fn)
+            fn(bk, ctx);
         kvt__bk_leave(bk);
     }
     kvt__snap_put(sn);
+    pthread_mutex_unlock(&s->mgmt);
 }
 
 struct remove_ctx {
@@ -437,15 +444,7 @@ int kvt_clear(kvt_store *s, uint64_t *tokens)
 
 int kvt_flush(kvt_store *s)
 {
-    kvt__snap *sn = kvt__snap_get(s);
-    for (size_t i = 0; i < sn->n; i++) {
-        kvt__bk *bk = sn->bk[i];
-        if (!bk->wq || !kvt__bk_enter(bk))
-            continue; /* a closing tier drains its queue before it is gone */
-        kvt__wq_flush(bk->wq);
-        kvt__bk_leave(bk);
-    }
-    kvt__snap_put(sn);
+    each_after_writes(s, NULL, NULL);
     return KVT_OK;
 }
 
@@ -494,6 +493,8 @@ int kvt_store_get_stats(kvt_store *s, kvt_store_stats *out)
         .lookup_requests = atomic_load(&s->st.lookup_requests),
         .stored_chunks = atomic_load(&s->st.stored_chunks),
         .retrieved_chunks = atomic_load(&s->st.retrieved_chunks),
+        .stored_tokens = atomic_load(&s->st.stored_tokens),
+        .retrieved_tokens = atomic_load(&s->st.retrieved_tokens),
         .promotions = atomic_load(&s->st.promotions),
         .lookup_keys = atomic_load(&s->st.lookup_keys),
         .lookup_hits = atomic_load(&s->st.lookup_hits),

@@ -9,7 +9,8 @@
  *   the backend is not closing. Close unpublishes the backend, marks it closing, waits for
  *   `active` to reach zero, drains its write queue, and only then destroys it. Snapshots
  *   keep the struct's memory alive, never its state.
- * - s->mgmt serialises registry operations and guards s->cfg. The rwlock is never held
+ * - s->mgmt serialises registry operations and guards s->cfg. flush, remove and clear
+ *   hold it too, so no backend is half-closed while they wait for write queues. The rwlock is never held
  *   while waiting for anything, and no log line is emitted under it. */
 #ifndef KVTIER_STORE_H
 #define KVTIER_STORE_H
@@ -71,6 +72,7 @@ struct kvt_store {
     struct {
         atomic_uint_fast64_t store_requests, retrieve_requests, lookup_requests;
         atomic_uint_fast64_t stored_chunks, retrieved_chunks, promotions;
+        atomic_uint_fast64_t stored_tokens, retrieved_tokens;
         atomic_uint_fast64_t lookup_keys, lookup_hits;
         atomic_uint_fast64_t wt_enqueued, wt_done, wt_failed;
     } st;

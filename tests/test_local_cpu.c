@@ -103,6 +103,24 @@ static void eviction_never_frees_a_referenced_object(void **state)
     kvt_store_close(s);
 }
 
+static void chunk_larger_than_the_tier_evicts_nothing(void **state)
+{
+    (void)state;
+    kvt_store *s = open_cpu(1.0, true);
+    put_n(s, 1, 4);
+    size_t big = 2u << 20;
+    unsigned char *buf = calloc(1, big);
+    kvt_key k = tk_key(99);
+    assert_int_equal(kvt_put(s, &k, buf, big, NULL), KVT_ENOMEM);
+    for (uint64_t h = 1; h <= 4; h++)
+        assert_true(stored(s, h));
+    kvt_backend_stats st;
+    cpu_stats(s, &st);
+    assert_int_equal(st.evictions, 0);
+    free(buf);
+    kvt_store_close(s);
+}
+
 static void pinned_entries_are_not_evicted_until_unpinned(void **state)
 {
     (void)state;
@@ -215,6 +233,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(capacity_bound_evicts_least_recently_used),
         cmocka_unit_test(eviction_never_frees_a_referenced_object),
+        cmocka_unit_test(chunk_larger_than_the_tier_evicts_nothing),
         cmocka_unit_test(pinned_entries_are_not_evicted_until_unpinned),
         cmocka_unit_test(buffers_are_4096_aligned),
         cmocka_unit_test(staging_only_mode_stores_nothing),

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -76,6 +77,30 @@ static void close_removes_and_drains(void **state)
     assert_int_equal(tk_count(&tk_a), 8);
     assert_int_equal(atomic_load(&tk_a.live), 0);
     assert_string_equal(order(s), "LocalCPUBackend,TestTierB");
+}
+
+static void *close_b(void *arg)
+{
+    assert_int_equal(kvt_backend_close(arg, "TestTierB"), KVT_OK);
+    return NULL;
+}
+
+static void flush_waits_for_a_tier_closing_meanwhile(void **state)
+{
+    kvt_store *s = *state;
+    atomic_store(&tk_b.put_delay_us, 2000);
+    unsigned char buf[512];
+    for (uint64_t h = 1; h <= 10; h++) {
+        kvt_key k = tk_key(h);
+        tk_fill(buf, sizeof buf, h);
+        assert_int_equal(kvt_put(s, &k, buf, sizeof buf, NULL), KVT_OK);
+    }
+    pthread_t t;
+    pthread_create(&t, NULL, close_b, s);
+    usleep(3000); /* the close is draining TestTierB's queue now */
+    assert_int_equal(kvt_flush(s), KVT_OK);
+    assert_int_equal(tk_count(&tk_b), 10);
+    pthread_join(t, NULL);
 }
 
 static void close_unknown_is_not_found(void **state)
@@ -256,6 +281,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(list_gives_names_in_tier_order),
         T(close_removes_and_drains),
+        T(flush_waits_for_a_tier_closing_meanwhile),
         T(close_unknown_is_not_found),
         T(create_skips_existing_backends),
         T(create_follows_config_changes),

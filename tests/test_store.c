@@ -160,6 +160,12 @@ static void lookup_prefix_spans_tiers_in_order(void **state)
     assert_string_equal(spans[1].backend, "TestTierA");
     assert_int_equal(spans[1].start, 3);
     assert_int_equal(spans[1].count, 2);
+    /* A tier with no hit passes on: CPU lacks 3 and 4, TestTierA has them. */
+    assert_int_equal(kvt_lookup_prefix(s, keys + 3, 2, 0, &hits, spans, 4, &nspans), KVT_OK);
+    assert_int_equal(hits, 2);
+    assert_int_equal(nspans, 1);
+    assert_string_equal(spans[0].backend, "TestTierA");
+    assert_int_equal(spans[0].start, 0);
     /* A miss at the first key in every tier: nothing. */
     assert_int_equal(kvt_lookup_prefix(s, keys + 5, 1, 0, &hits, NULL, 0, NULL), KVT_OK);
     assert_int_equal(hits, 0);
@@ -201,6 +207,9 @@ static void frozen_store_skips_puts_and_reads_cpu_only(void **state)
     put_h(s, 2);
     assert_int_equal(kvt_contains(s, &k2, NULL), KVT_ENOENT);
     kvt_store_set_freeze(s, false);
+    kvt_flush(s);
+    assert_false(tier_holds(&tk_a, 2)); /* the frozen put reached no tier */
+    assert_int_equal(kvt_contains(s, &k2, NULL), KVT_ENOENT);
     assert_int_equal(kvt_contains(s, &k1, NULL), KVT_OK);
     kvt_store_close(s);
 }
@@ -251,6 +260,23 @@ static void remove_and_clear_reach_every_tier(void **state)
     assert_int_equal(kvt_clear(s, &tokens), KVT_OK);
     assert_int_equal(tokens, 2 * 4 * 256); /* 4 chunks in each of 2 tiers */
     assert_int_equal(tk_count(&tk_a), 0);
+    kvt_store_close(s);
+}
+
+static void batched_put_stops_at_the_first_failure(void **state)
+{
+    (void)state;
+    kvt_store *s = open_with(false, false, NULL, NULL); /* a 4 MiB CPU tier */
+    kvt_key keys[3] = {tk_key(1), tk_key(2), tk_key(3)};
+    size_t big = 8u << 20;
+    unsigned char *b = calloc(1, big);
+    const void *data[3] = {b, b, b};
+    size_t lens[3] = {64, big, 64}, stored = 9;
+    assert_int_equal(kvt_batched_put(s, 3, keys, data, lens, NULL, &stored), KVT_ENOMEM);
+    assert_int_equal(stored, 1);
+    assert_int_equal(kvt_contains(s, &keys[0], NULL), KVT_OK);
+    assert_int_equal(kvt_contains(s, &keys[2], NULL), KVT_ENOENT);
+    free(b);
     kvt_store_close(s);
 }
 
@@ -339,6 +365,7 @@ int main(void)
         cmocka_unit_test_setup(retrieve_locations_restricts_gets, setup),
         cmocka_unit_test_setup(remove_and_clear_reach_every_tier, setup),
         cmocka_unit_test_setup(batched_put_stores_every_chunk, setup),
+        cmocka_unit_test_setup(batched_put_stops_at_the_first_failure, setup),
         cmocka_unit_test_setup(short_vtable_slot_is_never_called, setup),
         cmocka_unit_test_setup(metrics_render_lmcache_names, setup),
     };

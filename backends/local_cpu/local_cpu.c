@@ -97,35 +97,55 @@ static void drop_entry(struct lc *lc, struct entry *e)
     free(e);
 }
 
-/* Evicts unreferenced, unpinned entries, oldest first, until `size` more bytes fit or
- * evict_batch entries are gone. Returns how many were evicted. mu held. */
-static size_t evict_some(struct lc *lc, size_t size)
+static bool evictable(const struct entry *e)
 {
-    size_t n = 0;
-    for (struct entry *e = lc->lru.next, *next; e != &lc->lru && n < lc->evict_batch; e = next) {
-        next = e->next;
-        if (e->pins == 0 && kvt__obj_refs(e->obj) == 1) {
-            drop_entry(lc, e);
-            n++;
-            if (kvt__pool_fits(lc->pool, size))
-                break;
+    return e->pins == 0 && kvt__obj_refs(e->obj) == 1;
+}
+
+/* Could evicting make room for `size` bytes? Checked first, so that a chunk that cannot
+ * fit does not empty the tier on its way to failing. mu held. */
+static bool can_make_room(struct lc *lc, size_t size)
+{
+    uint64_t need = kvt__pool_round(size), cap = kvt__pool_capacity(lc->pool);
+    uint64_t room = cap - kvt__pool_used(lc->pool);
+    if (need > cap)
+        return false;
+    for (struct entry *e = lc->lru.next; e != &lc->lru && room < need; e = e->next)
+        if (evictable(e))
+            room += e->obj->cap;
+    return room >= need;
+}
+
+/* Evicts oldest-first, at most evict_batch entries per pass, until `size` bytes fit.
+ * mu held, can_make_room() true: nothing can become unevictable meanwhile, since new
+ * references are only taken under mu. */
+static void make_room(struct lc *lc, size_t size)
+{
+    while (!kvt__pool_fits(lc->pool, size)) {
+        size_t n = 0;
+        for (struct entry *e = lc->lru.next, *next;
+             e != &lc->lru && n < lc->evict_batch && !kvt__pool_fits(lc->pool, size); e = next) {
+            next = e->next;
+            if (evictable(e)) {
+                drop_entry(lc, e);
+                n++;
+            }
         }
+        lc->evictions += n;
     }
-    lc->evictions += n;
-    return n;
 }
 
 int kvt__local_cpu_alloc(void *state, size_t size, const kvt_chunk_meta *meta, kvt_obj **out)
 {
     struct lc *lc = state;
-    int rc;
     pthread_mutex_lock(&lc->mu);
-    while ((rc = kvt__pool_alloc(lc->pool, size, meta, out)) == KVT_ENOMEM) {
-        if (evict_some(lc, size) == 0) {
-            rc = kvt__fail(KVT_ENOMEM, "LocalCPUBackend is full: %zu-byte chunk does not fit "
-                           "and nothing is evictable (%zu pinned or in use)", size, lc->count);
-            break;
-        }
+    int rc = kvt__pool_alloc(lc->pool, size, meta, out);
+    if (rc == KVT_ENOMEM && can_make_room(lc, size)) {
+        make_room(lc, size);
+        rc = kvt__pool_alloc(lc->pool, size, meta, out);
+    } else if (rc == KVT_ENOMEM) {
+        rc = kvt__fail(KVT_ENOMEM, "LocalCPUBackend is full: a %zu-byte chunk does not fit, even "
+                       "after evicting every chunk not in use or pinned", size);
     }
     pthread_mutex_unlock(&lc->mu);
     return rc;

@@ -118,7 +118,9 @@ KVT_API int kvt_remove(kvt_store *s, const kvt_key *key, size_t *removed);
  *  tokens removed (LMCache's clear count). */
 KVT_API int kvt_clear(kvt_store *s, uint64_t *tokens);
 
-/** Waits until every write queued before the call has reached its tier. */
+/** Waits until every write queued before the call has reached its tier, including
+ *  tiers closing meanwhile. flush, remove and clear wait for registry operations in
+ *  progress (and make them wait): a close never drains while they look for its queue. */
 KVT_API int kvt_flush(kvt_store *s);
 
 /* ---------------------------------------------------------------- registry
@@ -165,7 +167,9 @@ KVT_API int kvt_backend_get_stats(kvt_store *s, const char *name, kvt_backend_st
  *  done + failed, whatever was closed meanwhile. */
 typedef struct kvt_store_stats {
     uint64_t store_requests, retrieve_requests, lookup_requests;
-    uint64_t stored_chunks, retrieved_chunks, promotions;
+    uint64_t stored_chunks, retrieved_chunks;
+    uint64_t promotions; /**< lower-tier hits handed to the CPU tier */
+    uint64_t stored_tokens, retrieved_tokens; /**< chunk_meta.num_tokens, else chunk_size */
     uint64_t lookup_keys, lookup_hits;
     uint64_t wt_enqueued, wt_done, wt_failed;
 } kvt_store_stats;

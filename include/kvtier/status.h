@@ -51,8 +51,9 @@ KVT_API const char *kvt_strerror(int status);
 /** Symbolic name of a status ("KVT_ENOENT"). @return borrowed, static. Thread-safety: any thread. */
 KVT_API const char *kvt_status_name(int status);
 
-/** Detail of the last failure on the calling thread, e.g.
- *  `unknown config key "module_path"`; "" if the last call did not set one.
+/** Detail of the most recent failure on the calling thread, e.g.
+ *  `unknown config key "module_path"`; like errno, successful calls leave it as it was,
+ *  so read it right after a call that failed. "" if no failure has set one yet.
  *  @return borrowed, valid until the next kvtier call on this thread.
  *  Thread-safety: per thread (thread-local storage). */
 KVT_API const char *kvt_last_error(void);
