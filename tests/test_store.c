@@ -5,8 +5,11 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -335,6 +338,78 @@ static void short_vtable_slot_is_never_called(void **state)
     kvt_store_close(s);
 }
 
+struct captured {
+    char lines[16][512];
+    size_t n;
+};
+
+static void capture(void *ud, kvt_log_level level, const char *component, const char *msg)
+{
+    struct captured *c = ud;
+    if (c->n < 16)
+        snprintf(c->lines[c->n++], sizeof c->lines[0], "%d %s %s", level, component, msg);
+}
+
+static void log_lines_reach_the_handler_as_logfmt(void **state)
+{
+    (void)state;
+    struct captured c = {0};
+    kvt_log_handler h = {.fn = capture, .ud = &c, .min_level = KVT_LOG_INFO};
+    kvt_config *cfg = tk_config(4.0);
+    kvt_store *s = NULL;
+    atomic_store(&tk_a.wanted, true);
+    assert_int_equal(kvt_store_open(cfg, &h, &s), KVT_OK);
+    kvt_config_free(cfg);
+    size_t before = c.n;
+    assert_int_equal(kvt_backend_close(s, "TestTierA"), KVT_OK);
+    assert_int_equal(c.n, before + 1);
+    assert_string_equal(c.lines[before], "1 store event=backend_closed backend=TestTierA");
+    kvt_store_close(s);
+    assert_string_equal(c.lines[c.n - 1], "1 store event=store_closed");
+    /* Below the handler's level nothing arrives. */
+    struct captured quiet = {0};
+    h = (kvt_log_handler){.fn = capture, .ud = &quiet, .min_level = KVT_LOG_ERROR};
+    cfg = tk_config(4.0);
+    assert_int_equal(kvt_store_open(cfg, &h, &s), KVT_OK);
+    kvt_config_free(cfg);
+    kvt_store_close(s);
+    assert_int_equal(quiet.n, 0);
+}
+
+/* The default sink: logfmt lines on stderr, checked in a child whose stderr is a pipe. */
+static void default_log_is_logfmt_on_stderr(void **state)
+{
+    (void)state;
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(fds[1], STDERR_FILENO);
+        close(fds[0]);
+        kvt_config *cfg = tk_config(1.0);
+        kvt_store *s = NULL;
+        int rc = kvt_store_open(cfg, NULL, &s);
+        kvt_store_close(s);
+        kvt_config_free(cfg);
+        _exit(rc == KVT_OK ? 0 : 1);
+    }
+    close(fds[1]);
+    char out[4096] = "";
+    size_t n = 0;
+    ssize_t r;
+    while (n < sizeof out - 1 && (r = read(fds[0], out + n, sizeof out - 1 - n)) > 0)
+        n += (size_t)r;
+    close(fds[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_non_null(strstr(out, "level=info component=store event=store_opened version="));
+    assert_non_null(strstr(out, "level=info component=LocalCPUBackend event=created"));
+    assert_true(strncmp(out, "ts=", 3) == 0);
+}
+
 static void metrics_render_lmcache_names(void **state)
 {
     (void)state;
@@ -368,6 +443,8 @@ int main(void)
         cmocka_unit_test_setup(batched_put_stops_at_the_first_failure, setup),
         cmocka_unit_test_setup(short_vtable_slot_is_never_called, setup),
         cmocka_unit_test_setup(metrics_render_lmcache_names, setup),
+        cmocka_unit_test_setup(log_lines_reach_the_handler_as_logfmt, setup),
+        cmocka_unit_test(default_log_is_logfmt_on_stderr),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
