@@ -62,16 +62,22 @@ static void list_gives_names_in_tier_order(void **state)
     assert_string_equal(one.name, "LocalCPUBackend");
 }
 
-static void close_removes_and_drains(void **state)
+/* Puts chunks 1..n of 512 bytes. */
+static void put_chunks(kvt_store *s, uint64_t n)
 {
-    kvt_store *s = *state;
-    atomic_store(&tk_a.put_delay_us, 1000);
     unsigned char buf[512];
-    for (uint64_t h = 1; h <= 8; h++) {
+    for (uint64_t h = 1; h <= n; h++) {
         kvt_key k = tk_key(h);
         tk_fill(buf, sizeof buf, h);
         assert_int_equal(kvt_put(s, &k, buf, sizeof buf, NULL), KVT_OK);
     }
+}
+
+static void close_removes_and_drains(void **state)
+{
+    kvt_store *s = *state;
+    atomic_store(&tk_a.put_delay_us, 1000);
+    put_chunks(s, 8);
     assert_int_equal(kvt_backend_close(s, "TestTierA"), KVT_OK);
     /* Returned only after the queue was written out and the instance destroyed. */
     assert_int_equal(tk_count(&tk_a), 8);
@@ -89,12 +95,7 @@ static void flush_waits_for_a_tier_closing_meanwhile(void **state)
 {
     kvt_store *s = *state;
     atomic_store(&tk_b.put_delay_us, 2000);
-    unsigned char buf[512];
-    for (uint64_t h = 1; h <= 10; h++) {
-        kvt_key k = tk_key(h);
-        tk_fill(buf, sizeof buf, h);
-        assert_int_equal(kvt_put(s, &k, buf, sizeof buf, NULL), KVT_OK);
-    }
+    put_chunks(s, 10);
     pthread_t t;
     pthread_create(&t, NULL, close_b, s);
     usleep(3000); /* the close is draining TestTierB's queue now */
