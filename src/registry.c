@@ -381,28 +381,27 @@ static int create_locked(kvt_store *s, kvt__snap *cur, kvt__bk **made, size_t *n
     return KVT_OK;
 }
 
-int kvt__registry_create(kvt_store *s, kvt_backend_info *created, size_t max, size_t *n)
+int kvt_backends_create(kvt_store *s, kvt_backend_info *created, size_t max, size_t *n)
 {
     kvt__bk *made[KVT_MAX_BACKENDS] = {0};
+    kvt_backend_info info[KVT_MAX_BACKENDS];
     size_t nmade = 0;
     pthread_mutex_lock(&s->mgmt);
     kvt__snap *cur = kvt__snap_get(s);
     int rc = create_locked(s, cur, made, &nmade);
-    for (size_t i = 0; i < nmade && i < max; i++)
-        info_set(&created[i], made[i]);
+    for (size_t i = 0; i < nmade; i++)
+        info_set(&info[i], made[i]); /* the new snapshot keeps them alive while mgmt is held */
     kvt__snap_put(cur);
     pthread_mutex_unlock(&s->mgmt);
+    for (size_t i = 0; i < nmade; i++) {
+        if (i < max)
+            created[i] = info[i];
+        kvt__log(&s->log, KVT_LOG_INFO, "store", "event=backend_created backend=%s",
+                 info[i].name);
+    }
     if (n)
         *n = nmade;
-    for (size_t i = 0; rc == KVT_OK && i < nmade; i++)
-        kvt__log(&s->log, KVT_LOG_INFO, "store", "event=backend_created backend=%s",
-                 i < max ? created[i].name : "?");
     return rc;
-}
-
-int kvt_backends_create(kvt_store *s, kvt_backend_info *created, size_t max, size_t *n)
-{
-    return kvt__registry_create(s, created, max, n);
 }
 
 int kvt_backend_recreate(kvt_store *s, const char *name)

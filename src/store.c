@@ -146,7 +146,7 @@ int kvt_store_open(const kvt_config *cfg, const kvt_log_handler *log, kvt_store 
         rc = kvt__fail(KVT_ENOMEM, "cannot allocate registry snapshot");
     if (rc == KVT_OK) {
         atomic_init(&s->snap->refs, 1);
-        rc = kvt__registry_create(s, NULL, 0, NULL);
+        rc = kvt_backends_create(s, NULL, 0, NULL);
     }
     if (rc != KVT_OK) {
         store_free(s);

@@ -88,7 +88,6 @@ void kvt__bk_unref(kvt__bk *bk);
 
 /* Registry (registry.c). */
 void kvt__registry_close_all(kvt_store *s);
-int kvt__registry_create(kvt_store *s, kvt_backend_info *created, size_t max, size_t *n);
 
 /* The built-in CPU tier (backends/local_cpu). */
 extern const struct kvt_backend_ops kvt__local_cpu_ops;
