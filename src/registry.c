@@ -253,6 +253,8 @@ static int republish(kvt_store *s, kvt__snap *cur, kvt__bk *const *add, size_t n
 
 static kvt__bk *snap_find(kvt__snap *sn, const char *name)
 {
+    if (!name)
+        return NULL; /* callers report "not found" */
     for (size_t i = 0; i < sn->n; i++)
         if (strcmp(sn->bk[i]->name, name) == 0)
             return sn->bk[i];
@@ -283,7 +285,7 @@ static int check_cpu_dependants(kvt__snap *sn, const kvt__bk *bk)
 static int close_locked(kvt_store *s, kvt__snap *cur, const char *name, kvt__bk **closed)
 {
     kvt__bk *bk = snap_find(cur, name);
-    int rc = !bk ? kvt__fail(KVT_ENOENT, "Backend %s not found", name)
+    int rc = !bk ? kvt__fail(KVT_ENOENT, "Backend %s not found", name ? name : "(null)")
                  : check_cpu_dependants(cur, bk);
     if (rc == KVT_OK)
         rc = republish(s, cur, NULL, 0, bk);
@@ -443,7 +445,8 @@ int kvt_backend_set_bypass(kvt_store *s, const char *name, bool on, bool *was)
 {
     pthread_mutex_lock(&s->mgmt);
     kvt__snap *cur = kvt__snap_get(s);
-    int rc = snap_find(cur, name) ? KVT_OK : kvt__fail(KVT_ENOENT, "Backend %s not found", name);
+    int rc = snap_find(cur, name) ? KVT_OK
+                                  : kvt__fail(KVT_ENOENT, "Backend %s not found", name ? name : "(null)");
     if (rc == KVT_OK) {
         size_t i = 0;
         while (i < s->nbypass && strcmp(s->bypass[i], name) != 0)

@@ -212,6 +212,8 @@ int kvt_put(kvt_store *s, const kvt_key *key, const void *data, size_t len,
     kvt_chunk_meta m = meta ? *meta : (kvt_chunk_meta){0};
     kvt_obj *obj;
 
+    if (!key || (!data && len))
+        return kvt__fail(KVT_EINVAL, "kvt_put: key or data is NULL");
     atomic_fetch_add(&s->st.store_requests, 1);
     if (atomic_load(&s->frozen))
         return KVT_OK;
@@ -264,6 +266,8 @@ static void promote(kvt_store *s, kvt__snap *sn, const kvt_key *key, kvt_obj *ob
 int kvt_get(kvt_store *s, const kvt_key *key, kvt_obj **out)
 {
     kvt_obj *obj = NULL;
+    if (!out || !key)
+        return kvt__fail(KVT_EINVAL, "kvt_get: key or out is NULL");
     *out = NULL;
     atomic_fetch_add(&s->st.retrieve_requests, 1);
     kvt__snap *sn = kvt__snap_get(s);
@@ -294,6 +298,8 @@ int kvt_get(kvt_store *s, const kvt_key *key, kvt_obj **out)
 int kvt_get_into(kvt_store *s, const kvt_key *key, void *buf, size_t cap, size_t *len)
 {
     kvt_obj *obj;
+    if (!buf && cap)
+        return kvt__fail(KVT_EINVAL, "kvt_get_into: buffer is NULL");
     int rc = kvt_get(s, key, &obj);
     if (rc != KVT_OK)
         return rc;
@@ -310,6 +316,8 @@ int kvt_get_into(kvt_store *s, const kvt_key *key, void *buf, size_t cap, size_t
 int kvt_contains(kvt_store *s, const kvt_key *key, const char **tier)
 {
     const char *found = NULL;
+    if (!key)
+        return kvt__fail(KVT_EINVAL, "kvt_contains: key is NULL");
     kvt__snap *sn = kvt__snap_get(s);
     for (size_t i = 0; i < sn->n && !found; i++) {
         kvt__bk *bk = sn->bk[i];
@@ -339,6 +347,8 @@ int kvt_lookup_prefix(kvt_store *s, const kvt_key keys[], size_t n, unsigned fla
                       kvt_tier_span *spans, size_t max_spans, size_t *nspans)
 {
     size_t pos = 0, k = 0;
+    if (!hits || (!keys && n))
+        return kvt__fail(KVT_EINVAL, "kvt_lookup_prefix: keys or hits is NULL");
     atomic_fetch_add(&s->st.lookup_requests, 1);
     kvt__snap *sn = kvt__snap_get(s);
     for (size_t i = 0; i < sn->n && pos < n; i++) {
@@ -414,6 +424,8 @@ static void remove_one(kvt__bk *bk, void *ctx)
 int kvt_remove(kvt_store *s, const kvt_key *key, size_t *removed)
 {
     struct remove_ctx c = {key, 0};
+    if (!key)
+        return kvt__fail(KVT_EINVAL, "kvt_remove: key is NULL");
     each_after_writes(s, remove_one, &c);
     if (removed)
         *removed = c.removed;

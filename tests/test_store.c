@@ -426,6 +426,26 @@ static void metrics_render_lmcache_names(void **state)
     kvt_store_close(s);
 }
 
+static void null_arguments_are_rejected_with_a_detail(void **state)
+{
+    (void)state;
+    kvt_store *s = open_with(false, false, NULL, NULL);
+    kvt_key k = tk_key(1);
+    kvt_obj *o = (kvt_obj *)0x1;
+    size_t hits;
+    assert_int_equal(kvt_put(s, NULL, "x", 1, NULL), KVT_EINVAL);
+    assert_string_equal(kvt_last_error(), "kvt_put: key or data is NULL");
+    assert_int_equal(kvt_put(s, &k, NULL, 1, NULL), KVT_EINVAL);
+    assert_int_equal(kvt_get(s, NULL, &o), KVT_EINVAL);
+    assert_int_equal(kvt_get_into(s, &k, NULL, 8, NULL), KVT_EINVAL);
+    assert_int_equal(kvt_contains(s, NULL, NULL), KVT_EINVAL);
+    assert_int_equal(kvt_lookup_prefix(s, NULL, 3, 0, &hits, NULL, 0, NULL), KVT_EINVAL);
+    assert_int_equal(kvt_remove(s, NULL, NULL), KVT_EINVAL);
+    assert_int_equal(kvt_backend_close(s, NULL), KVT_ENOENT);
+    assert_int_equal(kvt_contains(s, &k, NULL), KVT_ENOENT); /* nothing was stored */
+    kvt_store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -445,6 +465,7 @@ int main(void)
         cmocka_unit_test_setup(metrics_render_lmcache_names, setup),
         cmocka_unit_test_setup(log_lines_reach_the_handler_as_logfmt, setup),
         cmocka_unit_test(default_log_is_logfmt_on_stderr),
+        cmocka_unit_test_setup(null_arguments_are_rejected_with_a_detail, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
