@@ -251,7 +251,7 @@ static int republish(kvt_store *s, kvt__snap *cur, kvt__bk *const *add, size_t n
     return KVT_OK;
 }
 
-static kvt__bk *snap_find(kvt__snap *sn, const char *name)
+kvt__bk *kvt__snap_find(kvt__snap *sn, const char *name)
 {
     if (!name)
         return NULL; /* callers report "not found" */
@@ -259,6 +259,11 @@ static kvt__bk *snap_find(kvt__snap *sn, const char *name)
         if (strcmp(sn->bk[i]->name, name) == 0)
             return sn->bk[i];
     return NULL;
+}
+
+int kvt__bk_not_found(const char *name)
+{
+    return kvt__fail(KVT_ENOENT, "Backend %s not found", name ? name : "(null)");
 }
 
 /* LocalDisk and Remote read into the CPU tier's buffers: refuse to close it under them. */
@@ -284,9 +289,8 @@ static int check_cpu_dependants(kvt__snap *sn, const kvt__bk *bk)
  * caller (`*closed`). mgmt held. */
 static int close_locked(kvt_store *s, kvt__snap *cur, const char *name, kvt__bk **closed)
 {
-    kvt__bk *bk = snap_find(cur, name);
-    int rc = !bk ? kvt__fail(KVT_ENOENT, "Backend %s not found", name ? name : "(null)")
-                 : check_cpu_dependants(cur, bk);
+    kvt__bk *bk = kvt__snap_find(cur, name);
+    int rc = bk ? check_cpu_dependants(cur, bk) : kvt__bk_not_found(name);
     if (rc == KVT_OK)
         rc = republish(s, cur, NULL, 0, bk);
     if (rc != KVT_OK)
@@ -356,7 +360,7 @@ static int create_locked(kvt_store *s, kvt__snap *cur, kvt__bk **made, size_t *n
     *nmade = 0;
     for (size_t i = 0; i < ntypes && rc == KVT_OK; i++) {
         const struct tier_type *t = &types[i];
-        if (snap_find(cur, t->name) || !t->wanted(s->cfg))
+        if (kvt__snap_find(cur, t->name) || !t->wanted(s->cfg))
             continue;
         rc = check_built(t);
         if (rc == KVT_OK)
@@ -445,8 +449,7 @@ int kvt_backend_set_bypass(kvt_store *s, const char *name, bool on, bool *was)
 {
     pthread_mutex_lock(&s->mgmt);
     kvt__snap *cur = kvt__snap_get(s);
-    int rc = snap_find(cur, name) ? KVT_OK
-                                  : kvt__fail(KVT_ENOENT, "Backend %s not found", name ? name : "(null)");
+    int rc = kvt__snap_find(cur, name) ? KVT_OK : kvt__bk_not_found(name);
     if (rc == KVT_OK) {
         size_t i = 0;
         while (i < s->nbypass && strcmp(s->bypass[i], name) != 0)

@@ -474,13 +474,10 @@ bool kvt_store_frozen(kvt_store *s) { return atomic_load(&s->frozen); }
 
 int kvt_backend_get_stats(kvt_store *s, const char *name, kvt_backend_stats *out)
 {
-    bool found = false;
     memset(out, 0, sizeof *out);
     kvt__snap *sn = kvt__snap_get(s);
-    for (size_t i = 0; i < sn->n && !found; i++) {
-        kvt__bk *bk = sn->bk[i];
-        if (strcmp(bk->name, name) != 0)
-            continue;
+    kvt__bk *bk = kvt__snap_find(sn, name);
+    if (bk) {
         if (kvt__bk_enter(bk)) {
             if (KVT_BACKEND_OPS_HAS(bk->ops, stats))
                 bk->ops->stats(bk->state, out);
@@ -491,10 +488,9 @@ int kvt_backend_get_stats(kvt_store *s, const char *name, kvt_backend_stats *out
         out->misses = atomic_load(&bk->misses);
         out->puts = atomic_load(&bk->puts);
         out->put_failures = atomic_load(&bk->put_failures);
-        found = true;
     }
     kvt__snap_put(sn);
-    return found ? KVT_OK : kvt__fail(KVT_ENOENT, "Backend %s not found", name);
+    return bk ? KVT_OK : kvt__bk_not_found(name);
 }
 
 int kvt_store_get_stats(kvt_store *s, kvt_store_stats *out)

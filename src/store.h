@@ -88,6 +88,10 @@ void kvt__bk_unref(kvt__bk *bk);
 
 /* Registry (registry.c). */
 void kvt__registry_close_all(kvt_store *s);
+/* The backend named `name` (NULL for a NULL name) in `sn`. */
+kvt__bk *kvt__snap_find(kvt__snap *sn, const char *name);
+/* KVT_ENOENT with the detail "Backend <name> not found" (LMCache's text). */
+int kvt__bk_not_found(const char *name);
 
 /* The built-in CPU tier (backends/local_cpu). */
 extern const struct kvt_backend_ops kvt__local_cpu_ops;

@@ -442,6 +442,9 @@ static void null_arguments_are_rejected_with_a_detail(void **state)
     assert_int_equal(kvt_lookup_prefix(s, NULL, 3, 0, &hits, NULL, 0, NULL), KVT_EINVAL);
     assert_int_equal(kvt_remove(s, NULL, NULL), KVT_EINVAL);
     assert_int_equal(kvt_backend_close(s, NULL), KVT_ENOENT);
+    kvt_backend_stats st;
+    assert_int_equal(kvt_backend_get_stats(s, NULL, &st), KVT_ENOENT);
+    assert_string_equal(kvt_last_error(), "Backend (null) not found");
     assert_int_equal(kvt_contains(s, &k, NULL), KVT_ENOENT); /* nothing was stored */
     kvt_store_close(s);
 }
