@@ -5,6 +5,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bash tests/install-deps.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+# Configured exactly as tests/run.sh configures build/ (same compiler and options), so
+# running one after the other reuses the build instead of resetting the cache.
+cmake -S . -B build -DCMAKE_C_COMPILER=gcc -DKVT_SANITIZE= -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j "$(nproc)" --target kvtier-embed
 exec build/bin/kvtier-embed "$@"

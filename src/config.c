@@ -7,7 +7,6 @@
  * key and every cross-key rule passed (Redis' CONFIG SET, minus partial application). */
 #include <ctype.h>
 #include <errno.h>
-#include <float.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
@@ -28,13 +27,13 @@ enum {
     F_RUNTIME = 1 << 0, /* may change on a running store (POST /conf) */
     F_SECRET = 1 << 1,  /* shown as "***" when redacted */
     F_URL = 1 << 2,     /* a URL whose password is masked when redacted */
-    F_ABSENT = 1 << 3   /* an LMCache feature kvtier lacks: only the disabled value passes */
+    F_ABSENT = 1 << 3   /* lmc_table: an LMCache key kvtier lacks */
 };
 
 struct conf_desc {
     const char *name;
     kvt_config_type type;
-    const char *def; /* "" = unset (optional string and list keys only) */
+    const char *def; /* "" = unset (optional keys); in lmc_table the disabled value, NULL = any */
     const char *env; /* NULL: only through LMCACHE_EXTRA_CONFIG */
     unsigned flags;
     conf_check_fn check; /* runs after type and range checks, NULL if none */
@@ -52,6 +51,9 @@ struct conf_val {
     char *s;      /* STRING, owned */
     char **items; /* LIST, owned, NULL-terminated */
     size_t n;
+    /* The value as written, while it is validated, so that an error quotes "-10" rather
+     * than the number read back ("-1e+01"); borrowed, never stored. NULL if not text. */
+    const char *text;
 };
 
 static int check_disk_paths(const struct conf_desc *d, struct conf_val *v);
@@ -67,9 +69,6 @@ static int check_host(const struct conf_desc *d, struct conf_val *v);
 static int check_indexes(const struct conf_desc *d, struct conf_val *v);
 static int check_token(const struct conf_desc *d, struct conf_val *v);
 static int check_fallback(const struct conf_desc *d, struct conf_val *v);
-static int check_no_code(const struct conf_desc *d, struct conf_val *v);
-static int check_false(const struct conf_desc *d, struct conf_val *v);
-static int check_unset(const struct conf_desc *d, struct conf_val *v);
 
 #define ENV(upper) "LMCACHE_" upper
 #define B(n, def, env, fl, fn, doc)                                                               \
@@ -88,23 +87,28 @@ static int check_unset(const struct conf_desc *d, struct conf_val *v);
 
 /* MiB such that the byte count still fits an int64_t. */
 #define MIB_MAX (INT64_MAX >> 20)
+/* GiB sizes stop at 1 PiB: GiB * 2^30 then stays below 2^50, so converting the byte count
+ * to uint64_t is exact and defined (1e30 GiB was accepted and overflowed it). */
+#define GIB_MAX 1048576.0
 
 static const struct conf_desc conf_table[] = {
     I("chunk_size", "256", ENV("CHUNK_SIZE"), 0, 1, 1048576, "Tokens per chunk."),
     B("local_cpu", "true", ENV("LOCAL_CPU"), 0, NULL,
       "LocalCPU stores entries; false keeps it as the allocator only."),
-    F("max_local_cpu_size", "5.0", ENV("MAX_LOCAL_CPU_SIZE"), 0, 0.0, DBL_MAX,
+    F("max_local_cpu_size", "5.0", ENV("MAX_LOCAL_CPU_SIZE"), 0, 0.0, GIB_MAX,
       "GiB of CPU cache; 0 disables LocalCPU."),
-    F("reserve_local_cpu_size", "0.0", ENV("RESERVE_LOCAL_CPU_SIZE"), 0, 0.0, DBL_MAX,
+    F("reserve_local_cpu_size", "0.0", ENV("RESERVE_LOCAL_CPU_SIZE"), 0, 0.0, GIB_MAX,
       "GiB of host memory kept out of the CPU pool: caps it at RAM minus this."),
     S("local_disk", "", ENV("LOCAL_DISK"), F_RUNTIME, check_disk_paths,
       "LocalDisk directory; optional file:// prefix; CSV for several absolute paths."),
-    F("max_local_disk_size", "0.0", ENV("MAX_LOCAL_DISK_SIZE"), F_RUNTIME, 0.0, DBL_MAX,
+    F("max_local_disk_size", "0.0", ENV("MAX_LOCAL_DISK_SIZE"), F_RUNTIME, 0.0, GIB_MAX,
       "GiB of LocalDisk cache; LocalDisk needs more than 0."),
     S("gds_path", "", ENV("GDS_PATH"), F_RUNTIME, check_abs_paths,
       "GDS root directory; CSV for several absolute paths."),
     I("gds_buffer_size", "0", ENV("GDS_BUFFER_SIZE"), F_RUNTIME, 0, MIB_MAX,
       "MiB of GDS bounce buffer; 0 = unset."),
+    F("max_gds_size", "0.0", ENV("MAX_GDS_SIZE"), F_RUNTIME, 0.0, GIB_MAX,
+      "kvtier: GiB cap of GdsBackend; GdsBackend needs more than 0."),
     B("use_gds", "true", ENV("USE_GDS"), F_RUNTIME, NULL,
       "GDS uses cuFile I/O; false = POSIX I/O plus memcpy."),
     S("remote_url", "", ENV("REMOTE_URL"), F_RUNTIME | F_URL, check_url,
@@ -137,19 +141,14 @@ static const struct conf_desc conf_table[] = {
       check_token, "Bearer token every admin route but GET /healthz requires; never shown."),
     I("write_queue_depth", "64", ENV("WRITE_QUEUE_DEPTH"), 0, 1, 65536,
       "kvtier: bound of each tier's write-through queue."),
-    /* LMCache features kvtier lacks: recognised so that their disabled values pass and
-     * anything else fails at load instead of being ignored. */
-    L("storage_plugins", ENV("STORAGE_PLUGINS"), F_ABSENT, check_no_code,
-      "LMCache storage plugins; must be empty: kvtier never loads code from configuration."),
-    L("external_backends", ENV("EXTERNAL_BACKENDS"), F_ABSENT, check_no_code,
-      "Alias of storage_plugins; must be empty."),
-    L("remote_storage_plugins", ENV("REMOTE_STORAGE_PLUGINS"), F_ABSENT, check_no_code,
-      "LMCache remote storage plugins; must be empty."),
-    B("enable_pd", "false", ENV("ENABLE_PD"), F_ABSENT, check_false,
-      "LMCache disaggregated prefill; must be false."),
-    B("enable_p2p", "false", ENV("ENABLE_P2P"), F_ABSENT, check_false,
-      "LMCache peer-to-peer sharing; must be false."),
-    S("maru_path", "", ENV("MARU_PATH"), F_ABSENT, check_unset, "LMCache Maru backend; must be unset."),
+    I("write_queue_timeout_ms", "10", ENV("WRITE_QUEUE_TIMEOUT_MS"), F_RUNTIME, 0, 60000,
+      "kvtier: ms a put waits on a full write-through queue before skipping that tier's copy "
+      "(counted as wt_skipped); 0 = never wait. 10 ms is about the time to copy one large "
+      "chunk: it absorbs a healthy tier's jitter while a hung tier costs each put at most "
+      "this."),
+    I("backend_close_timeout_ms", "10000", ENV("BACKEND_CLOSE_TIMEOUT_MS"), F_RUNTIME, 0, 3600000,
+      "kvtier: ms kvt_backend_close waits for a tier's in-flight calls and queue; past it the "
+      "tier stays DRAINING and the close returns KVT_ETIMEDOUT."),
     /* extra_config subkeys: only through LMCACHE_EXTRA_CONFIG or a file's extra_config map. */
     XI("disk_io_threads", "4", 0, 256, "LocalDisk I/O threads; 0 = no pool."),
     XB("use_odirect", "false", "LocalDisk O_DIRECT when the length is block-aligned."),
@@ -171,16 +170,111 @@ static const struct conf_desc conf_table[] = {
 
 #define CONF_N KVT__ARRAY_LEN(conf_table)
 
+/* LMCache keys kvtier lacks, so that an LMCache file or environment still loads: the
+ * value that leaves the feature off (LMCache's default) is accepted and ignored with an
+ * INFO notice; any other value asks for the feature and is an error naming it. A key
+ * here has no value slot: getters do not know it and POST /conf calls it unknown. */
+#define G(n, t, off, feature) { n, KVT_CONF_##t, off, NULL, F_ABSENT, NULL, 0, 0, 0, 0, feature }
+#define ANY NULL /* no value asks for anything: the key means nothing outside LMCache */
+#define NO_CODE ": kvtier never loads code from configuration"
+static const struct conf_desc lmc_table[] = {
+    G("storage_plugins", LIST, "", "storage plugins" NO_CODE),
+    G("external_backends", LIST, "", "storage plugins (old name of storage_plugins)" NO_CODE),
+    G("remote_storage_plugins", LIST, "", "remote storage plugins" NO_CODE),
+    G("runtime_plugin_locations", LIST, "", "runtime plugins" NO_CODE),
+    G("plugin_locations", LIST, "",
+      "runtime plugins (old name of runtime_plugin_locations)" NO_CODE),
+    G("script_allowed_imports", LIST, "", "run_script admin route" NO_CODE),
+    G("use_layerwise", BOOL, "false", "layer-wise KV transfer"),
+    G("save_decode_cache", BOOL, "false", "decode-cache saving"),
+    G("enable_async_loading", BOOL, "false", "asynchronous loading"),
+    G("enable_scheduler_bypass_lookup", BOOL, "false", "scheduler lookup bypass"),
+    G("use_gpu_connector_v3", BOOL, "false", "v3 GPU connector"),
+    G("enable_kv_events", BOOL, "false", "KV cache events"),
+    G("enable_hidden_state_cache", BOOL, "false", "hidden-state cache"),
+    G("enable_chunk_statistics", BOOL, "false", "chunk statistics"),
+    G("enable_lazy_memory_allocator", BOOL, "false", "lazy memory allocator"),
+    G("local_cpu_use_hugepages", BOOL, "false", "huge-page CPU pool"),
+    G("numa_mode", STRING, "", "NUMA-aware allocation"),
+    G("min_retrieve_tokens", INT, "0", "minimum retrieve length"),
+    G("priority_limit", INT, "", "priority-based storing"),
+    G("external_lookup_client", STRING, "", "external lookup client"),
+    G("py_enable_gc", BOOL, ANY, "Python garbage collection"),
+    G("enable_blending", BOOL, "false", "CacheBlend"),
+    G("blend_recompute_ratios", LIST, "", "CacheBlend"),
+    G("blend_thresholds", LIST, "", "CacheBlend"),
+    G("blend_check_layers", LIST, "", "CacheBlend"),
+    G("blend_min_tokens", INT, "256", "CacheBlend"),
+    G("blend_special_str", STRING, " # # ", "CacheBlend"),
+    G("enable_controller", BOOL, "false", "controller"),
+    G("lmcache_instance_id", STRING, ANY, "controller instance names"),
+    G("controller_url", STRING, "", "controller"),
+    G("controller_pull_url", STRING, "", "controller"),
+    G("controller_reply_url", STRING, "", "controller"),
+    G("lmcache_worker_port", INT, "", "controller workers"),
+    G("lmcache_worker_ports", LIST, "", "controller workers"),
+    G("lmcache_worker_ids", LIST, "", "controller workers"),
+    G("lmcache_worker_heartbeat_time", INT, "", "controller workers"),
+    G("distributed_url", STRING, "", "distributed lookup"),
+    G("enable_p2p", BOOL, "false", "peer-to-peer sharing"),
+    G("p2p_host", STRING, "", "peer-to-peer sharing"),
+    G("p2p_init_ports", LIST, "", "peer-to-peer sharing"),
+    G("p2p_lookup_ports", LIST, "", "peer-to-peer sharing"),
+    G("transfer_channel", STRING, "", "peer-to-peer and PD transfer channels"),
+    G("enable_pd", BOOL, "false", "disaggregated prefill"),
+    G("enable_xpyd", BOOL, "false", "disaggregated prefill (old name of enable_pd)"),
+    G("pd_role", STRING, "", "disaggregated prefill"),
+    G("pd_buffer_size", INT, "", "disaggregated prefill"),
+    G("pd_buffer_device", STRING, "", "disaggregated prefill"),
+    G("pd_peer_host", STRING, "", "disaggregated prefill"),
+    G("pd_peer_init_port", LIST, "", "disaggregated prefill"),
+    G("pd_peer_alloc_port", LIST, "", "disaggregated prefill"),
+    G("pd_proxy_host", STRING, "", "disaggregated prefill"),
+    G("pd_proxy_port", INT, "", "disaggregated prefill"),
+    G("nixl_role", STRING, "", "NIXL transfer"),
+    G("nixl_peer_host", STRING, "", "NIXL transfer"),
+    G("nixl_peer_port", INT, "", "NIXL transfer"),
+    G("nixl_proxy_host", STRING, "", "NIXL transfer"),
+    G("nixl_proxy_port", INT, "", "NIXL transfer"),
+    G("nixl_buffer_size", INT, "", "NIXL transfer"),
+    G("nixl_buffer_device", STRING, "", "NIXL transfer"),
+    G("nixl_backends", LIST, "", "NIXL transfer"),
+    G("maru_path", STRING, "", "Maru CXL backend"),
+    G("mp_host", STRING, "", "multi-process server"),
+    G("mp_port", INT, "5555", "multi-process server"),
+    G("remote_config_url", STRING, "", "remote configuration service"),
+    G("audit_actual_remote_url", STRING, "", "remote auditing"),
+};
+#undef G
+#undef ANY
+#undef NO_CODE
+
+#define LMC_N KVT__ARRAY_LEN(lmc_table)
+
+/* Indexes below CONF_N are conf_table rows with a value slot; the next LMC_N name
+ * lmc_table rows, so that one lookup and one set of put calls serve both. */
+static const struct conf_desc *desc(size_t idx)
+{
+    return idx < CONF_N ? &conf_table[idx] : &lmc_table[idx - CONF_N];
+}
+
+/* Something a load noticed but that is no error; the store logs them when it opens. */
+struct conf_note {
+    kvt_log_level level;
+    char *text;
+};
+
 struct kvt_config {
     struct conf_val v[CONF_N];
+    struct conf_note *notes;
+    size_t nnotes;
 };
 
 /* ------------------------------------------------------------ values */
 
-static bool optional(const struct conf_desc *d)
-{
-    return (d->type == KVT_CONF_STRING || d->type == KVT_CONF_LIST) && d->def[0] == '\0';
-}
+/* A key whose value may be unset: an optional string or list, or an lmc_table key whose
+ * disabled value is "unset". */
+static bool optional(const struct conf_desc *d) { return d->def && d->def[0] == '\0'; }
 
 static void val_free(struct conf_val *v)
 {
@@ -219,6 +313,7 @@ static int val_copy(struct conf_val *dst, const struct conf_val *src)
     dst->s = NULL;
     dst->items = NULL;
     dst->n = 0;
+    dst->text = NULL;
     if (src->s && !(dst->s = strdup(src->s)))
         return kvt__fail(KVT_ENOMEM, "out of memory");
     if (src->items) {
@@ -233,11 +328,13 @@ static int val_copy(struct conf_val *dst, const struct conf_val *src)
 }
 
 /* Shortest text that reads back as the same double, always with a '.' or an exponent so
- * that it still looks like a float ("5.0", "0.1", "1e+300"). */
+ * that it still looks like a float ("5.0", "0.1", "1e-05"). Plain notation where it stays
+ * short: %g alone writes -10 as "-1e+01", which nobody wrote. */
 static void fmt_float(double f, char *buf, size_t cap)
 {
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(buf, cap, "%.*g", prec, f);
+    bool plain = fabs(f) >= 1e-4 && fabs(f) < 1e16; /* 17 digits need at most 21 decimals */
+    for (int prec = plain ? 0 : 1; prec <= (plain ? 21 : 17); prec++) {
+        snprintf(buf, cap, plain ? "%.*f" : "%.*g", prec, f);
         if (strtod(buf, NULL) == f)
             break;
     }
@@ -359,10 +456,13 @@ static int bad_text(const struct conf_desc *d, const char *text, const char *fmt
     return kvt__fail(KVT_ECONFIG, "invalid value \"%s\" for %s: %s", shown, d->name, reason);
 }
 
-/* Same, for a value already converted (validators). */
+/* Same, for a value already converted (validators): quotes it as written when it came
+ * from text, else in its text form. */
 static int bad(const struct conf_desc *d, const struct conf_val *v, const char *reason)
 {
     char text[200];
+    if (v->text)
+        return bad_text(d, v->text, "%s", reason);
     val_text(d, v, false, text, sizeof text);
     return bad_text(d, text, "%s", reason);
 }
@@ -547,23 +647,6 @@ static int check_fallback(const struct conf_desc *d, struct conf_val *v)
     return bad(d, v, "expected recompute or local_cpu");
 }
 
-static int check_no_code(const struct conf_desc *d, struct conf_val *v)
-{
-    return v->n == 0 ? KVT_OK
-                     : bad(d, v, "plugins are not supported: kvtier never loads code from "
-                                 "configuration");
-}
-
-static int check_false(const struct conf_desc *d, struct conf_val *v)
-{
-    return !v->b ? KVT_OK : bad(d, v, "not supported by kvtier; only false is accepted");
-}
-
-static int check_unset(const struct conf_desc *d, struct conf_val *v)
-{
-    return bad(d, v, "not supported by kvtier; leave it unset");
-}
-
 /* Type-independent checks every value passes, whatever its source. */
 static int validate(const struct conf_desc *d, struct conf_val *v)
 {
@@ -582,10 +665,7 @@ static int validate(const struct conf_desc *d, struct conf_val *v)
             char why[160], lo[64], hi[64];
             fmt_float(d->flo, lo, sizeof lo);
             fmt_float(d->fhi, hi, sizeof hi);
-            if (d->fhi == DBL_MAX)
-                snprintf(why, sizeof why, "expected a number >= %s", lo);
-            else
-                snprintf(why, sizeof why, "expected a number in [%s, %s]", lo, hi);
+            snprintf(why, sizeof why, "expected a number in [%s, %s]", lo, hi);
             return bad(d, v, why);
         }
     }
@@ -699,6 +779,8 @@ out:
 /* Converts `text` the way an environment value is converted. */
 static int parse_text(const struct conf_desc *d, const char *text, struct conf_val *v)
 {
+    if (optional(d) && is_null_text(text))
+        return KVT_OK; /* unset */
     switch (d->type) {
     case KVT_CONF_BOOL:
         return parse_bool(d, text, v);
@@ -707,16 +789,147 @@ static int parse_text(const struct conf_desc *d, const char *text, struct conf_v
     case KVT_CONF_FLOAT:
         return parse_float(d, text, v);
     case KVT_CONF_STRING:
-        if (optional(d) && is_null_text(text))
-            return KVT_OK;
         if (!(v->s = strdup(text)))
             return kvt__fail(KVT_ENOMEM, "out of memory");
         v->set = true;
         return KVT_OK;
     case KVT_CONF_LIST:
-        return is_null_text(text) ? KVT_OK : parse_list(text, v);
+        return parse_list(text, v);
     }
     return kvt__fail(KVT_EINVAL, "bad config type");
+}
+
+/* ------------------------------------------------------------ YAML 1.1 plain scalars */
+
+/* LMCache files are read by PyYAML, which resolves plain scalars by YAML 1.1's rules:
+ * `on`, `0400` (octal), `0x1F`, `1_000` are typed before LMCache sees them. Only the forms
+ * the key's type can take are resolved here; anything else is converted as text. */
+
+/* 1 or 0 for a YAML 1.1 boolean, -1 for none. YAML 1.1 also has y/Y/n/N (PyYAML leaves
+ * them strings, and LMCache's bool conversion then reads "y" as false). */
+static int yaml_bool(const char *s)
+{
+    static const char *const yes[] = { "y", "Y", "yes", "Yes", "YES", "true", "True",
+                                       "TRUE", "on", "On", "ON" };
+    static const char *const no[] = { "n", "N", "no", "No", "NO", "false", "False",
+                                      "FALSE", "off", "Off", "OFF" };
+    for (size_t k = 0; k < KVT__ARRAY_LEN(yes); k++) {
+        if (strcmp(s, yes[k]) == 0)
+            return 1;
+        if (strcmp(s, no[k]) == 0)
+            return 0;
+    }
+    return -1;
+}
+
+static int digit_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return 99;
+}
+
+/* A YAML 1.1 integer: [-+]? then 0b101, 0x1F, 0400 (octal), 0 or [1-9][0-9]*, with '_'
+ * anywhere after the first digit (sexagesimal 1:30 is not taken). 1 with `*out` set,
+ * 0 when `s` is no such integer, -1 when it is one beyond int64_t. */
+static int yaml_int(const char *s, int64_t *out)
+{
+    const char *p = s;
+    bool neg = false;
+    unsigned base = 10;
+    uint64_t acc = 0, lim;
+    size_t ndig = 0;
+    bool over = false;
+    if (*p == '+' || *p == '-')
+        neg = *p++ == '-';
+    if (p[0] == '0' && (p[1] == 'b' || p[1] == 'x')) {
+        base = p[1] == 'b' ? 2 : 16;
+        p += 2;
+    } else if (p[0] == '0' && p[1] != '\0') {
+        base = 8;
+        p++;
+        ndig = 1; /* the leading 0: "0_" is 0 */
+    } else if (!(p[0] >= '0' && p[0] <= '9')) {
+        return 0;
+    }
+    lim = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+    for (; *p; p++) {
+        unsigned dv = (unsigned)digit_value(*p);
+        if (*p == '_')
+            continue;
+        if (dv >= base)
+            return 0; /* "1e3", "9999999999999999999.5": not an integer at all */
+        over |= acc > (lim - dv) / base;
+        acc = over ? acc : acc * base + dv;
+        ndig++;
+    }
+    if (ndig == 0 || over)
+        return ndig == 0 ? 0 : -1;
+    *out = neg ? (acc == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)acc) : (int64_t)acc;
+    return 1;
+}
+
+/* Copies the run of digits and '_' at `*p` into buf without the '_'; returns how many
+ * characters it consumed. */
+static size_t yaml_digits(const char **p, char *buf, size_t cap, size_t *at)
+{
+    size_t n = 0;
+    for (; (**p >= '0' && **p <= '9') || **p == '_'; (*p)++, n++)
+        if (**p != '_' && *at + 1 < cap)
+            buf[(*at)++] = **p;
+    return n;
+}
+
+/* A YAML 1.1 float: [-+]?[0-9][0-9_]*.[0-9_]*([eE][-+][0-9]+)?, .[0-9_]+(exponent)?,
+ * [-+]?.inf, .nan (in the three spellings each). "1e3" is none: PyYAML leaves it a
+ * string, which is then converted as text, the way LMCache's float() does. */
+static bool yaml_float(const char *s, double *out)
+{
+    char buf[128], *end;
+    size_t at = 0;
+    const char *p = s;
+    bool sign = *p == '+' || *p == '-';
+    const char *inf = s + sign;
+    if (strcmp(inf, ".inf") == 0 || strcmp(inf, ".Inf") == 0 || strcmp(inf, ".INF") == 0) {
+        *out = *s == '-' ? -INFINITY : INFINITY;
+        return true;
+    }
+    if (strcmp(s, ".nan") == 0 || strcmp(s, ".NaN") == 0 || strcmp(s, ".NAN") == 0) {
+        *out = NAN;
+        return true;
+    }
+    if (strlen(s) >= sizeof buf)
+        return false;
+    if (sign)
+        buf[at++] = *p++;
+    if (*p >= '0' && *p <= '9')
+        yaml_digits(&p, buf, sizeof buf, &at);
+    else if (sign || *p != '.')
+        return false;
+    if (*p != '.')
+        return false;
+    buf[at++] = *p++;
+    if (yaml_digits(&p, buf, sizeof buf, &at) == 0 && at == 1 + (size_t)sign)
+        return false; /* "." alone */
+    if (*p == 'e' || *p == 'E') {
+        buf[at++] = *p++;
+        if (*p != '+' && *p != '-')
+            return false;
+        buf[at++] = *p++;
+        if (!(*p >= '0' && *p <= '9'))
+            return false;
+        while (*p >= '0' && *p <= '9')
+            buf[at++] = *p++;
+    }
+    buf[at] = '\0';
+    if (*p != '\0')
+        return false;
+    *out = strtod(buf, &end);
+    return *end == '\0';
 }
 
 /* ------------------------------------------------------------ storing */
@@ -732,12 +945,26 @@ static int lookup(const char *name, size_t *idx)
     return KVT_ENOENT;
 }
 
+/* Same, lmc_table included. */
+static int lookup_any(const char *name, size_t *idx)
+{
+    if (lookup(name, idx) == KVT_OK)
+        return KVT_OK;
+    for (size_t k = 0; k < LMC_N; k++) {
+        if (strcmp(lmc_table[k].name, name) == 0) {
+            *idx = CONF_N + k;
+            return KVT_OK;
+        }
+    }
+    return KVT_ENOENT;
+}
+
 int kvt__conf_lookup(const char *name, size_t *idx)
 {
     static const char *const code[] = { "storage_plugin", "remote_storage_plugin",
                                         "external_backend" };
     static const char xc[] = "extra_config.";
-    if (lookup(name, idx) == KVT_OK)
+    if (lookup_any(name, idx) == KVT_OK)
         return KVT_OK;
     if (strncmp(name, xc, sizeof xc - 1) == 0) {
         const char *sub = name + sizeof xc - 1;
@@ -752,16 +979,206 @@ int kvt__conf_lookup(const char *name, size_t *idx)
     return kvt__fail(KVT_ECONFIG, "unknown config key \"%.200s\"", name);
 }
 
-kvt_config_type kvt__conf_type(size_t idx) { return conf_table[idx].type; }
+size_t kvt__conf_slots(void) { return CONF_N + LMC_N; }
 
-const char *kvt__conf_name(size_t idx) { return conf_table[idx].name; }
+kvt_config_type kvt__conf_type(size_t idx) { return desc(idx)->type; }
+
+const char *kvt__conf_name(size_t idx) { return desc(idx)->name; }
+
+/* "LMCACHE_" and the key in upper case: LMCache's rule, which conf_table's env column
+ * follows too (test_config checks it). False when it does not fit. */
+static bool env_name(const char *key, char *buf, size_t cap)
+{
+    size_t len = strlen(key);
+    if (8 + len >= cap)
+        return false;
+    memcpy(buf, "LMCACHE_", 8);
+    for (size_t k = 0; k <= len; k++)
+        buf[8 + k] = (char)toupper((unsigned char)key[k]);
+    return true;
+}
+
+int kvt__conf_env_lookup(const char *var, size_t *idx)
+{
+    char name[128];
+    for (size_t k = 0; k < CONF_N; k++) {
+        if (conf_table[k].env && strcmp(conf_table[k].env, var) == 0) {
+            *idx = k;
+            return KVT_OK;
+        }
+    }
+    for (size_t k = 0; k < LMC_N; k++) {
+        if (env_name(lmc_table[k].name, name, sizeof name) && strcmp(name, var) == 0) {
+            *idx = CONF_N + k;
+            return KVT_OK;
+        }
+    }
+    return KVT_ENOENT;
+}
+
+/* Levenshtein distance; `b` is a known name (short), `a` may be anything. */
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t lb = strlen(b), row[128];
+    if (lb >= KVT__ARRAY_LEN(row))
+        return SIZE_MAX;
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; a[i - 1]; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j], best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            diag = up;
+            row[j] = best;
+        }
+    }
+    return row[lb];
+}
+
+void kvt__conf_nearest_env(const char *var, const char *const *also, size_t nalso, char *buf,
+                           size_t cap)
+{
+    char name[128];
+    size_t best = SIZE_MAX;
+    if (cap)
+        buf[0] = '\0';
+    for (size_t k = 0; k < CONF_N + LMC_N + nalso; k++) {
+        const char *cand = k < CONF_N ? conf_table[k].env : NULL;
+        if (k >= CONF_N + LMC_N)
+            cand = also[k - CONF_N - LMC_N];
+        else if (k >= CONF_N && env_name(lmc_table[k - CONF_N].name, name, sizeof name))
+            cand = name;
+        size_t dist = cand ? edit_distance(var, cand) : SIZE_MAX;
+        if (dist < best) {
+            best = dist;
+            kvt__strlcpy(buf, cand, cap);
+        }
+    }
+}
+
+/* ------------------------------------------------------------ notices */
+
+int kvt__conf_note(kvt_config *cfg, kvt_log_level level, const char *fmt, ...)
+{
+    char text[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    /* Once: a key given in the file and the environment, or loaded twice, says it once. */
+    for (size_t k = 0; k < cfg->nnotes; k++)
+        if (strcmp(cfg->notes[k].text, text) == 0)
+            return KVT_OK;
+    struct conf_note *grown = realloc(cfg->notes, (cfg->nnotes + 1) * sizeof *grown);
+    if (!grown)
+        return kvt__fail(KVT_ENOMEM, "out of memory");
+    cfg->notes = grown;
+    if (!(grown[cfg->nnotes].text = strdup(text)))
+        return kvt__fail(KVT_ENOMEM, "out of memory");
+    grown[cfg->nnotes++].level = level;
+    return KVT_OK;
+}
+
+size_t kvt__conf_notice_count(const kvt_config *cfg) { return cfg ? cfg->nnotes : 0; }
+
+const char *kvt__conf_notice(const kvt_config *cfg, size_t i, kvt_log_level *level)
+{
+    if (!cfg || i >= cfg->nnotes)
+        return NULL;
+    if (level)
+        *level = cfg->notes[i].level;
+    return cfg->notes[i].text;
+}
+
+static void notes_free(kvt_config *cfg)
+{
+    for (size_t k = 0; k < cfg->nnotes; k++)
+        free(cfg->notes[k].text);
+    free(cfg->notes);
+    cfg->notes = NULL;
+    cfg->nnotes = 0;
+}
+
+static int notes_copy(kvt_config *dst, const kvt_config *src)
+{
+    for (size_t k = 0; k < src->nnotes; k++) {
+        int rc = kvt__conf_note(dst, src->notes[k].level, "%s", src->notes[k].text);
+        if (rc != KVT_OK)
+            return rc;
+    }
+    return KVT_OK;
+}
+
+/* ------------------------------------------------------------ storing */
+
+/* Whether `v` is the value that leaves an lmc_table key's feature off. */
+static bool is_disabled(const struct conf_desc *d, const struct conf_val *v)
+{
+    struct conf_val off = { 0 };
+    bool same = false;
+    if (!d->def)
+        return true;
+    if (!v->set || optional(d))
+        return !v->set;
+    if (parse_text(d, d->def, &off) != KVT_OK) /* a bad row: test_config catches it */
+        return false;
+    switch (d->type) {
+    case KVT_CONF_BOOL:
+        same = v->b == off.b;
+        break;
+    case KVT_CONF_INT:
+        same = v->i == off.i;
+        break;
+    case KVT_CONF_FLOAT:
+        same = v->f == off.f;
+        break;
+    case KVT_CONF_STRING:
+        same = strcmp(v->s, off.s) == 0;
+        break;
+    case KVT_CONF_LIST:
+        break; /* a list is off only when empty */
+    }
+    val_free(&off);
+    return same;
+}
+
+/* An lmc_table key: its disabled value is noted and dropped, any other one is an error
+ * naming the feature it asks for. `v` is consumed. */
+static int ignore(kvt_config *cfg, const struct conf_desc *d, struct conf_val *v)
+{
+    char why[320], off[64];
+    int rc;
+    if (is_disabled(d, v)) {
+        rc = kvt__conf_note(cfg, KVT_LOG_INFO, "event=ignored_key key=%s", d->name);
+    } else {
+        if (optional(d))
+            kvt__strlcpy(off, d->type == KVT_CONF_LIST ? "leave it unset or empty"
+                                                       : "leave it unset", sizeof off);
+        else if (d->type == KVT_CONF_STRING)
+            snprintf(off, sizeof off, "only \"%s\" is accepted", d->def);
+        else
+            snprintf(off, sizeof off, "only %s is accepted", d->def);
+        snprintf(why, sizeof why, "not supported by kvtier, which lacks LMCache's %s; %s",
+                 d->doc, off);
+        rc = bad(d, v, why);
+    }
+    val_free(v);
+    return rc;
+}
 
 /* Validates `v` and moves it into slot `idx` if `src` is at least the stored source;
  * `v` is consumed either way. */
 static int store(kvt_config *cfg, size_t idx, struct conf_val *v, kvt_config_source src)
 {
-    const struct conf_desc *d = &conf_table[idx];
-    int rc = validate(d, v);
+    if (idx >= CONF_N)
+        return ignore(cfg, desc(idx), v);
+    int rc = validate(&conf_table[idx], v);
+    v->text = NULL; /* borrowed from the caller: never kept */
     if (rc == KVT_OK && src >= cfg->v[idx].src) {
         val_free(&cfg->v[idx]);
         cfg->v[idx] = *v;
@@ -774,13 +1191,42 @@ static int store(kvt_config *cfg, size_t idx, struct conf_val *v, kvt_config_sou
 
 int kvt__conf_put_text(kvt_config *cfg, size_t idx, const char *text, kvt_config_source src)
 {
-    struct conf_val v = { 0 };
-    int rc = parse_text(&conf_table[idx], text, &v);
+    struct conf_val v = { .text = text };
+    int rc = parse_text(desc(idx), text, &v);
     if (rc != KVT_OK) {
         val_free(&v);
         return rc;
     }
     return store(cfg, idx, &v, src);
+}
+
+int kvt__conf_put_yaml(kvt_config *cfg, size_t idx, const char *text, kvt_config_source src)
+{
+    const struct conf_desc *d = desc(idx);
+    struct conf_val v = { .set = true, .text = text };
+    int r;
+    switch (d->type) {
+    case KVT_CONF_BOOL:
+        if ((r = yaml_bool(text)) < 0)
+            break;
+        v.b = r == 1;
+        return store(cfg, idx, &v, src);
+    case KVT_CONF_INT:
+    case KVT_CONF_FLOAT:
+        if ((r = yaml_int(text, &v.i)) < 0)
+            return bad_text(d, text, "integer out of range");
+        if (r == 1) {
+            v.f = (double)v.i;
+            return store(cfg, idx, &v, src);
+        }
+        if (d->type == KVT_CONF_FLOAT && yaml_float(text, &v.f))
+            return store(cfg, idx, &v, src);
+        break;
+    case KVT_CONF_STRING:
+    case KVT_CONF_LIST:
+        break;
+    }
+    return kvt__conf_put_text(cfg, idx, text, src);
 }
 
 static const char *type_word(kvt_config_type t)
@@ -802,7 +1248,7 @@ static const char *type_word(kvt_config_type t)
 
 int kvt__conf_put_bool(kvt_config *cfg, size_t idx, bool b, kvt_config_source src)
 {
-    const struct conf_desc *d = &conf_table[idx];
+    const struct conf_desc *d = desc(idx);
     struct conf_val v = { .set = true, .b = b };
     if (d->type != KVT_CONF_BOOL)
         return bad_text(d, b ? "true" : "false", "expected %s, got a boolean", type_word(d->type));
@@ -811,19 +1257,20 @@ int kvt__conf_put_bool(kvt_config *cfg, size_t idx, bool b, kvt_config_source sr
 
 int kvt__conf_put_int(kvt_config *cfg, size_t idx, int64_t i, kvt_config_source src)
 {
-    const struct conf_desc *d = &conf_table[idx];
-    struct conf_val v = { .set = true, .i = i, .f = (double)i };
-    if (d->type != KVT_CONF_INT && d->type != KVT_CONF_FLOAT) {
-        char num[32];
-        snprintf(num, sizeof num, "%" PRId64, i);
+    const struct conf_desc *d = desc(idx);
+    char num[32];
+    /* The decimal text is what an API caller or a JSON file wrote: an error on a float key
+     * then says "-10", not the float's text form. */
+    snprintf(num, sizeof num, "%" PRId64, i);
+    struct conf_val v = { .set = true, .i = i, .f = (double)i, .text = num };
+    if (d->type != KVT_CONF_INT && d->type != KVT_CONF_FLOAT)
         return bad_text(d, num, "expected %s, got a number", type_word(d->type));
-    }
     return store(cfg, idx, &v, src);
 }
 
 int kvt__conf_put_float(kvt_config *cfg, size_t idx, double f, kvt_config_source src)
 {
-    const struct conf_desc *d = &conf_table[idx];
+    const struct conf_desc *d = desc(idx);
     struct conf_val v = { .set = true, .f = f };
     if (d->type != KVT_CONF_FLOAT) {
         char num[64];
@@ -837,7 +1284,7 @@ int kvt__conf_put_float(kvt_config *cfg, size_t idx, double f, kvt_config_source
 int kvt__conf_put_list(kvt_config *cfg, size_t idx, const char *const *items, size_t n,
                        kvt_config_source src)
 {
-    const struct conf_desc *d = &conf_table[idx];
+    const struct conf_desc *d = desc(idx);
     struct conf_val v = { 0 };
     if (d->type != KVT_CONF_LIST)
         return bad_text(d, n ? items[0] : "", "expected %s, got a list", type_word(d->type));
@@ -847,9 +1294,9 @@ int kvt__conf_put_list(kvt_config *cfg, size_t idx, const char *const *items, si
 
 int kvt__conf_put_null(kvt_config *cfg, size_t idx, kvt_config_source src)
 {
-    const struct conf_desc *d = &conf_table[idx];
+    const struct conf_desc *d = desc(idx);
     struct conf_val v = { 0 };
-    if (!optional(d))
+    if (!optional(d) && d->def)
         return bad_text(d, NULL, "expected %s", type_word(d->type));
     return store(cfg, idx, &v, src);
 }
@@ -951,14 +1398,12 @@ int kvt_config_dup(const kvt_config *cfg, kvt_config **out)
         return kvt__fail(KVT_EINVAL, "kvt_config_dup: NULL argument");
     *out = NULL;
     kvt_config *c = calloc(1, sizeof *c);
-    if (!c)
-        return kvt__fail(KVT_ENOMEM, "out of memory");
-    for (size_t k = 0; k < CONF_N; k++) {
-        int rc = val_copy(&c->v[k], &cfg->v[k]);
-        if (rc != KVT_OK) {
-            kvt_config_free(c);
-            return rc;
-        }
+    int rc = c ? notes_copy(c, cfg) : kvt__fail(KVT_ENOMEM, "out of memory");
+    for (size_t k = 0; k < CONF_N && rc == KVT_OK; k++)
+        rc = val_copy(&c->v[k], &cfg->v[k]);
+    if (rc != KVT_OK) {
+        kvt_config_free(c);
+        return rc;
     }
     *out = c;
     return KVT_OK;
@@ -970,6 +1415,7 @@ void kvt_config_free(kvt_config *cfg)
         return;
     for (size_t k = 0; k < CONF_N; k++)
         val_free(&cfg->v[k]);
+    notes_free(cfg);
     free(cfg);
 }
 
@@ -993,7 +1439,7 @@ static int set_one(kvt_config *cfg, const char *key, const struct one_write *w)
         return kvt__fail(KVT_EINVAL, "kvt_config_set: NULL argument");
     if ((rc = kvt__conf_lookup(key, &idx)) != KVT_OK)
         return rc;
-    kvt_config_type t = conf_table[idx].type;
+    kvt_config_type t = desc(idx)->type;
     if ((w->kind == W_BOOL && t != KVT_CONF_BOOL) ||
         (w->kind == W_INT && t != KVT_CONF_INT && t != KVT_CONF_FLOAT) ||
         (w->kind == W_FLOAT && t != KVT_CONF_FLOAT))
@@ -1074,12 +1520,12 @@ int kvt_config_patch(kvt_config *cfg, size_t n, const char *const keys[],
             break;
         }
         /* LMCache-only keys count as unknown here, as in LMCache's own POST /conf. */
-        if (runtime_only && (conf_table[idx].flags & F_ABSENT)) {
+        if (runtime_only && (desc(idx)->flags & F_ABSENT)) {
             rc = kvt__fail(KVT_ECONFIG, "%.200s: Unknown config key (an LMCache feature kvtier lacks)",
                            keys[i]);
             break;
         }
-        if (runtime_only && !(conf_table[idx].flags & F_RUNTIME)) {
+        if (runtime_only && !(desc(idx)->flags & F_RUNTIME)) {
             rc = kvt__fail(KVT_ECONFIG, "%.200s: Config is not mutable at runtime", keys[i]);
             break;
         }
@@ -1217,6 +1663,24 @@ int kvt_config_key_at(size_t i, kvt_config_key_info *out)
         .runtime_mutable = (d->flags & F_RUNTIME) != 0,
         .secret = (d->flags & (F_SECRET | F_URL)) != 0,
         .doc = d->doc,
+    };
+    return KVT_OK;
+}
+
+size_t kvt_config_ignored_key_count(void) { return LMC_N; }
+
+int kvt_config_ignored_key_at(size_t i, kvt_config_ignored_key *out)
+{
+    if (i >= LMC_N)
+        return kvt__fail(KVT_ERANGE, "ignored config key index %zu is past the end (%zu keys)", i,
+                         (size_t)LMC_N);
+    if (!out)
+        return kvt__fail(KVT_EINVAL, "kvt_config_ignored_key_at: out is NULL");
+    *out = (kvt_config_ignored_key){
+        .name = lmc_table[i].name,
+        .type = lmc_table[i].type,
+        .disabled_text = lmc_table[i].def,
+        .feature = lmc_table[i].doc,
     };
     return KVT_OK;
 }

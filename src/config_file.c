@@ -3,6 +3,7 @@
  * This file only walks documents. Every value goes through kvt__conf_put_*() in
  * config.c, so conversion, validation and precedence are the same for every source.
  * Each load works on a copy of the config that replaces it only when everything passed. */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -19,6 +20,11 @@
 /* Config files are a few kilobytes; the cap keeps a wrong path (a device, a huge log)
  * from being read whole. */
 #define FILE_CAP (1u << 20)
+
+/* A flat config nests 3 levels (top map, extra_config, a list). Deep nesting is refused
+ * before the document is built: libyaml's loader needs 30 s for 200 KB of nested brackets,
+ * and cJSON stops at 1000 levels with only a column to show. */
+#define DEPTH_MAX 32
 
 /* What one load is doing: where values go, at what precedence, and which keys it has
  * already seen (a key given twice in one document is an error, not "last one wins"). */
@@ -143,6 +149,9 @@ static int yaml_value(struct load *ld, yaml_document_t *doc, size_t idx, yaml_no
             return shape_error(idx, "NUL character in value");
         if (yaml_is_null(n))
             return kvt__conf_put_null(ld->cfg, idx, ld->src);
+        /* Only plain scalars are typed by YAML; "0400" or 'on' in quotes stay text. */
+        if (n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE)
+            return kvt__conf_put_yaml(ld->cfg, idx, s, ld->src);
         return kvt__conf_put_text(ld->cfg, idx, s, ld->src);
     }
     if (n->type == YAML_MAPPING_NODE)
@@ -223,11 +232,48 @@ static int yaml_error(const yaml_parser_t *parser)
                      parser->problem ? parser->problem : "unknown problem");
 }
 
+static int too_deep(const char *what, size_t line, size_t col)
+{
+    return kvt__fail(KVT_ECONFIG, "%s nested deeper than %d levels at line %zu, column %zu", what,
+                     DEPTH_MAX, line, col);
+}
+
+/* Walks the events only, which stops at the first level too deep, before the loader's
+ * cost grows with the depth. */
+static int yaml_depth(const char *buf, size_t len)
+{
+    yaml_parser_t parser;
+    yaml_event_t ev;
+    int depth = 0, rc = KVT_OK;
+    bool end = false;
+    if (!yaml_parser_initialize(&parser))
+        return kvt__fail(KVT_ENOMEM, "out of memory");
+    yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
+    while (rc == KVT_OK && !end) {
+        if (!yaml_parser_parse(&parser, &ev)) {
+            rc = yaml_error(&parser);
+            break;
+        }
+        if (ev.type == YAML_SEQUENCE_START_EVENT || ev.type == YAML_MAPPING_START_EVENT) {
+            if (++depth > DEPTH_MAX)
+                rc = too_deep("YAML", ev.start_mark.line + 1, ev.start_mark.column + 1);
+        } else if (ev.type == YAML_SEQUENCE_END_EVENT || ev.type == YAML_MAPPING_END_EVENT) {
+            depth--;
+        }
+        end = ev.type == YAML_STREAM_END_EVENT;
+        yaml_event_delete(&ev);
+    }
+    yaml_parser_delete(&parser);
+    return rc;
+}
+
 static int load_yaml(struct load *ld, const char *buf, size_t len)
 {
     yaml_parser_t parser;
     yaml_document_t doc, next;
-    int rc;
+    int rc = yaml_depth(buf, len);
+    if (rc != KVT_OK)
+        return rc;
     if (!yaml_parser_initialize(&parser))
         return kvt__fail(KVT_ENOMEM, "out of memory");
     yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
@@ -302,6 +348,10 @@ static int json_value(struct load *ld, size_t idx, const cJSON *v)
         return kvt__conf_put_text(ld->cfg, idx, v->valuestring, ld->src);
     if (cJSON_IsNumber(v)) {
         double d = v->valuedouble;
+        /* A whole number goes in as one, so that an error quotes "-10" as written. */
+        if (t == KVT_CONF_FLOAT)
+            return json_integral(d) ? kvt__conf_put_int(ld->cfg, idx, (int64_t)d, ld->src)
+                                    : kvt__conf_put_float(ld->cfg, idx, d, ld->src);
         if (t != KVT_CONF_INT)
             return kvt__conf_put_float(ld->cfg, idx, d, ld->src);
         if (!json_in_range(d))
@@ -356,11 +406,39 @@ static int json_root(struct load *ld, const cJSON *root)
     return KVT_OK;
 }
 
+/* Brackets outside strings; a malformed text is left to cJSON to report. */
+static int json_depth(const char *buf, size_t len)
+{
+    size_t line = 1, col = 0;
+    int depth = 0;
+    bool in_str = false, esc = false;
+    for (size_t k = 0; k < len; k++) {
+        char c = buf[k];
+        col = c == '\n' ? 0 : col + 1;
+        line += c == '\n';
+        if (in_str) {
+            in_str = esc || c != '"';
+            esc = !esc && c == '\\';
+        } else if (c == '"') {
+            in_str = true;
+        } else if ((c == '[' || c == '{') && ++depth > DEPTH_MAX) {
+            return too_deep("JSON", line, col);
+        } else if ((c == ']' || c == '}') && depth > 0) {
+            depth--; /* stray closers are cJSON's to report; they must not buy depth */
+        }
+    }
+    return KVT_OK;
+}
+
 /* Parses a whole JSON text; trailing non-space text is an error (cJSON stops after the
  * first value). The error position comes from `end`: cJSON_GetErrorPtr() is global. */
 static int json_parse(const char *buf, size_t len, cJSON **out)
 {
     const char *end = NULL;
+    int rc = json_depth(buf, len);
+    *out = NULL;
+    if (rc != KVT_OK)
+        return rc;
     *out = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
     if (*out && end)
         end += strspn(end, " \t\r\n");
@@ -399,7 +477,7 @@ static bool is_json_path(const char *path)
 static int load_begin(struct load *ld, const kvt_config *cfg, kvt_config_source src)
 {
     *ld = (struct load){ .src = src };
-    if (!(ld->seen = calloc(kvt_config_key_count(), sizeof *ld->seen)))
+    if (!(ld->seen = calloc(kvt__conf_slots(), sizeof *ld->seen)))
         return kvt__fail(KVT_ENOMEM, "out of memory");
     int rc = kvt_config_dup(cfg, &ld->cfg);
     if (rc != KVT_OK)
@@ -455,6 +533,50 @@ static int env_extra(struct load *ld)
     return rc != KVT_OK ? kvt__conf_wrap_error(rc, "LMCACHE_EXTRA_CONFIG") : rc;
 }
 
+/* LMCACHE_* variables that LMCache reads but that set no key; never warned about. */
+static const char *const env_not_keys[] = { "LMCACHE_CONFIG_FILE", "LMCACHE_EXTRA_CONFIG",
+                                            "LMCACHE_LOG_LEVEL", "LMCACHE_TRACK_USAGE" };
+
+static bool env_is_not_key(const char *var)
+{
+    for (size_t k = 0; k < KVT__ARRAY_LEN(env_not_keys); k++)
+        if (strcmp(var, env_not_keys[k]) == 0)
+            return true;
+    return false;
+}
+
+/* One LMCACHE_* variable the table loop did not read: an LMCache key kvtier lacks (checked
+ * like any value), one of env_not_keys, or a name that sets nothing, which is not ours to
+ * reject (it may be LMCache's) but is most likely a typo: noted with the nearest name. */
+static int env_other(struct load *ld, const char *entry)
+{
+    char var[256], nearest[128];
+    const char *eq = strchr(entry, '=');
+    size_t len = eq ? (size_t)(eq - entry) : strlen(entry), idx;
+    int rc;
+    if (len >= sizeof var)
+        len = sizeof var - 1; /* shown truncated; no known name is that long */
+    memcpy(var, entry, len);
+    var[len] = '\0';
+    if (env_is_not_key(var))
+        return KVT_OK;
+    if (kvt__conf_env_lookup(var, &idx) != KVT_OK) {
+        kvt__conf_nearest_env(var, env_not_keys, KVT__ARRAY_LEN(env_not_keys), nearest,
+                              sizeof nearest);
+        /* A name may hold anything but '=': keep the logfmt line one token per field. */
+        for (char *c = var; *c; c++)
+            if (!isalnum((unsigned char)*c) && *c != '_')
+                *c = '?';
+        return kvt__conf_note(ld->cfg, KVT_LOG_WARN, "event=unknown_env name=%s nearest=%s", var,
+                              nearest);
+    }
+    if (idx < kvt_config_key_count() || !eq)
+        return KVT_OK; /* read by the table loop */
+    if ((rc = kvt__conf_put_text(ld->cfg, idx, eq + 1, KVT_SRC_ENV)) != KVT_OK)
+        rc = kvt__conf_wrap_error(rc, var);
+    return rc;
+}
+
 int kvt_config_load_env(kvt_config *cfg)
 {
     struct load ld;
@@ -463,8 +585,7 @@ int kvt_config_load_env(kvt_config *cfg)
         return kvt__fail(KVT_EINVAL, "kvt_config_load_env: cfg is NULL");
     if ((rc = load_begin(&ld, cfg, KVT_SRC_ENV)) != KVT_OK)
         return rc;
-    /* Only the table's names: other LMCACHE_* variables (LMCACHE_CONFIG_FILE, logging,
-     * LMCache features kvtier does not know) are not ours to reject. */
+    /* The table's names through getenv(), as LMCache reads them (first one wins). */
     for (size_t i = 0, n = kvt_config_key_count(); i < n && rc == KVT_OK; i++) {
         kvt_config_key_info info;
         const char *text;
@@ -474,6 +595,9 @@ int kvt_config_load_env(kvt_config *cfg)
         if ((rc = kvt__conf_put_text(ld.cfg, i, text, KVT_SRC_ENV)) != KVT_OK)
             rc = kvt__conf_wrap_error(rc, info.env);
     }
+    for (char **e = environ; rc == KVT_OK && e && *e; e++)
+        if (strncmp(*e, "LMCACHE_", 8) == 0)
+            rc = env_other(&ld, *e);
     if (rc == KVT_OK)
         rc = env_extra(&ld);
     return load_end(&ld, cfg, rc);

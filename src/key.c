@@ -366,6 +366,8 @@ bool kvt_key_equal(const kvt_key *a, const kvt_key *b)
 {
     /* Cheapest and most selective fields first: most comparisons in a hash bucket end at
      * the chunk hash. strncmp bounds the reads should a caller forget a NUL. */
+    if (!a || !b)
+        return a == b;
     if (a->chunk_hash != b->chunk_hash || hash_neg(a) != hash_neg(b) ||
         a->world_size != b->world_size || a->worker_id != b->worker_id ||
         a->layer_id != b->layer_id || ntags_of(a) != ntags_of(b))
@@ -382,6 +384,8 @@ bool kvt_key_equal(const kvt_key *a, const kvt_key *b)
 
 uint64_t kvt_key_hash(const kvt_key *key)
 {
+    if (!key)
+        return 0;
     /* Hash only meaningful bytes, so keys that are equal hash equal whatever their padding.
      * It runs once per key on every lookup, so the common key goes through XXH3 in one
      * call: fixed fields, then dtype and model packed back to back (the dtype length in

@@ -40,6 +40,14 @@ static void store_metrics(struct sink *k, kvt_store *s)
            st.wt_done);
     metric(k, "kvtier_write_through_failed_total", "counter", "Write-through items that failed.",
            st.wt_failed);
+    metric(k, "kvtier_write_through_skipped_total", "counter",
+           "Tier copies skipped: queue full past write_queue_timeout_ms.", st.wt_skipped);
+    metric(k, "kvtier_write_through_cancelled_total", "counter",
+           "Queued writes invalidated by remove or clear.", st.wt_cancelled);
+    metric(k, "kvtier_puts_frozen_total", "counter", "Puts skipped while frozen.", st.puts_frozen);
+    metric(k, "kvtier_puts_unstored_total", "counter", "Puts no tier took.", st.puts_unstored);
+    metric(k, "kvtier_get_unstaged_total", "counter",
+           "Lower-tier hits read past a full CPU tier, not promoted.", st.get_unstaged);
     metric(k, "kvtier_frozen", "gauge", "1 while the store is frozen.", kvt_store_frozen(s));
 }
 
@@ -84,6 +92,10 @@ static void backend_metrics(struct sink *k, kvt_store *s)
         {"kvtier_backend_evictions_total", "counter", "Chunks evicted.",
          offsetof(kvt_backend_stats, evictions)},
         {"kvtier_backend_pinned", "gauge", "Chunks pinned.", offsetof(kvt_backend_stats, pinned)},
+        {"kvtier_backend_skipped_total", "counter", "Copies skipped: queue full past the timeout.",
+         offsetof(kvt_backend_stats, skipped)},
+        {"kvtier_backend_cancelled_total", "counter", "Queued writes invalidated by remove/clear.",
+         offsetof(kvt_backend_stats, cancelled)},
     };
     for (size_t i = 0; i < KVT__ARRAY_LEN(fams); i++)
         backend_family(k, fams[i].name, fams[i].type, fams[i].help, bk, st, m, fams[i].field);
@@ -102,8 +114,12 @@ int kvt_metrics_render(kvt_store *s, char **out)
 {
     char *buf = NULL;
     size_t len = 0;
-    struct sink k = {open_memstream(&buf, &len)};
+    if (!out)
+        return kvt__fail(KVT_EINVAL, "kvt_metrics_render: out is NULL");
     *out = NULL;
+    if (!s)
+        return kvt__fail(KVT_EINVAL, "kvt_metrics_render: store is NULL");
+    struct sink k = {open_memstream(&buf, &len)};
     if (!k.f)
         return kvt__fail(KVT_ENOMEM, "cannot render metrics");
     store_metrics(&k, s);

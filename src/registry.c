@@ -3,7 +3,12 @@
  * Types: the four built-in tiers, in LMCache's tier order, then types registered through
  * kvt_register_backend_type() in registration order. A type's position is its rank, and
  * every snapshot keeps its backends sorted by rank, so create and recreate put a backend
- * back where it belongs (LMCache appends at the end). */
+ * back where it belongs (LMCache appends at the end).
+ *
+ * Instances: ACTIVE while published; a close unpublishes the instance and moves it to
+ * the store's draining list (DRAINING) until its queue worker has written out the queue,
+ * waited for the calls inside it and destroyed it (CLOSED); the next registry operation
+ * reaps it. Closers wait for CLOSED with a deadline, holding no lock. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,6 +95,18 @@ int kvt_register_backend_type(const struct kvt_backend_ops *ops)
     return rc;
 }
 
+bool kvt__type_known(const char *name)
+{
+    bool known = false;
+    for (size_t i = 0; i < KVT__ARRAY_LEN(builtins); i++)
+        known |= strcmp(builtins[i].name, name) == 0;
+    pthread_mutex_lock(&types_mu);
+    for (size_t i = 0; i < ncustom; i++)
+        known |= strcmp(custom_types[i]->type_name, name) == 0;
+    pthread_mutex_unlock(&types_mu);
+    return known;
+}
+
 /* All types in rank order; returns how many. */
 static size_t list_types(struct tier_type out[MAX_TYPES])
 {
@@ -109,30 +126,93 @@ static size_t list_types(struct tier_type out[MAX_TYPES])
 
 /* ------------------------------------------------------------------ instances */
 
-static void bk_write(void *ud, const kvt_key *key, kvt_obj *obj)
+/* The queue worker's write of one item. */
+static void bk_write(void *ud, const kvt_key *key, kvt_obj *obj, bool abandoned)
 {
     kvt__bk *bk = ud;
     kvt_store *s = bk->store;
-    int rc = bk->ops->put(bk->state, key, obj);
+    int rc = abandoned ? KVT_ECLOSED : bk->ops->put(bk->state, key, obj);
+    kvt_obj_release(obj);
     if (rc == KVT_OK) {
         atomic_fetch_add(&bk->puts, 1);
         atomic_fetch_add(&s->st.wt_done, 1);
-    } else {
-        atomic_fetch_add(&bk->put_failures, 1);
-        atomic_fetch_add(&s->st.wt_failed, 1);
+        return;
+    }
+    atomic_fetch_add(&bk->put_failures, 1);
+    atomic_fetch_add(&s->st.wt_failed, 1);
+    if (abandoned)
+        atomic_fetch_add(&bk->abandoned, 1);
+    else
         kvt__log(&s->log, KVT_LOG_WARN, bk->name, "event=write_through_failed status=%s",
                  kvt_status_name(rc));
-    }
-    kvt_obj_release(obj);
+}
+
+/* The queue worker, after a write a remove or clear invalidated while it ran. */
+static void bk_undo(void *ud, const kvt_key *key)
+{
+    kvt__bk *bk = ud;
+    bk->ops->remove(bk->state, key);
+}
+
+static void set_closed(kvt__bk *bk)
+{
+    pthread_mutex_lock(&bk->drain_mu);
+    atomic_store(&bk->phase, KVT__BK_CLOSED);
+    pthread_cond_broadcast(&bk->drain_cv);
+    pthread_mutex_unlock(&bk->drain_mu);
+}
+
+/* Waits for the calls inside a closing backend, then destroys it. */
+static void bk_finish(kvt__bk *bk)
+{
+    atomic_store(&bk->dead, 1);
+    pthread_mutex_lock(&bk->drain_mu);
+    while (atomic_load(&bk->active) > 0)
+        pthread_cond_wait(&bk->drain_cv, &bk->drain_mu);
+    pthread_mutex_unlock(&bk->drain_mu);
+    bk->ops->destroy(bk->state);
+}
+
+/* The queue worker, once the queue stopped and emptied: the rest of the close. */
+static void bk_queue_done(void *ud)
+{
+    kvt__bk *bk = ud;
+    uint64_t dropped = atomic_load(&bk->abandoned);
+    bk_finish(bk);
+    if (dropped) /* before CLOSED: once it is, the store may be freed */
+        kvt__log(&bk->store->log, KVT_LOG_WARN, bk->name,
+                 "event=queue_abandoned count=%llu reason=forced_close",
+                 (unsigned long long)dropped);
+    set_closed(bk);
+}
+
+static void cond_init_monotonic(pthread_cond_t *cv)
+{
+    pthread_condattr_t a;
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    pthread_cond_init(cv, &a);
+    pthread_condattr_destroy(&a);
 }
 
 static void bk_free(kvt__bk *bk)
 {
+    kvt__wq_free(bk->wq); /* its worker has finished: joins at once */
     pthread_mutex_destroy(&bk->drain_mu);
     pthread_cond_destroy(&bk->drain_cv);
+    pthread_mutex_destroy(&bk->log_mu);
     free(bk);
 }
 
+static bool name_in(const char (*names)[KVT_NAME_MAX], size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(names[i], name) == 0)
+            return true;
+    return false;
+}
+
+/* mgmt held. Builds an instance; its log lines wait until kvt__bk_flush_log(). */
 static int bk_new(kvt_store *s, const struct tier_type *t, unsigned rank, kvt__bk **out)
 {
     kvt__bk *bk = calloc(1, sizeof *bk);
@@ -143,7 +223,9 @@ static int bk_new(kvt_store *s, const struct tier_type *t, unsigned rank, kvt__b
         return kvt__fail(KVT_ENOMEM, "cannot allocate backend %s", t->name);
     atomic_init(&bk->refs, 1);
     pthread_mutex_init(&bk->drain_mu, NULL);
-    pthread_cond_init(&bk->drain_cv, NULL);
+    cond_init_monotonic(&bk->drain_cv);
+    pthread_mutex_init(&bk->log_mu, NULL);
+    bk->defer_log = true;
     bk->ops = t->ops;
     bk->store = s;
     bk->rank = rank;
@@ -152,11 +234,13 @@ static int bk_new(kvt_store *s, const struct tier_type *t, unsigned rank, kvt__b
     kvt__strlcpy(bk->name, t->name, sizeof bk->name);
     rc = bk->ops->create(&bk->env, s->cfg, &bk->state);
     if (rc == KVT_OK && !bk->is_cpu) {
-        rc = kvt__wq_new(s->write_queue_depth, bk_write, bk, &bk->wq);
+        rc = kvt__wq_new(s->write_queue_depth, bk_write, bk_undo, bk_queue_done, bk, &bk->wq);
         if (rc != KVT_OK)
             bk->ops->destroy(bk->state);
+        else if (name_in(s->bypass, s->nbypass, bk->name))
+            kvt__wq_refuse(bk->wq, true); /* bypass is kept by name across recreate */
     }
-    if (rc != KVT_OK) {
+    if (rc != KVT_OK) { /* its lines are dropped: mgmt is held; the reason is the status */
         bk_free(bk);
         return rc;
     }
@@ -170,28 +254,77 @@ void kvt__bk_unref(kvt__bk *bk)
         bk_free(bk);
 }
 
-/* Stops new work, waits for calls in flight, writes out the queue, then destroys. */
-static void bk_close(kvt__bk *bk)
+/* The instance stops taking work; its queue worker writes out what is queued. */
+static void begin_close(kvt__bk *bk)
 {
     atomic_store(&bk->closing, 1);
-    pthread_mutex_lock(&bk->drain_mu);
-    while (atomic_load(&bk->active) > 0)
-        pthread_cond_wait(&bk->drain_cv, &bk->drain_mu);
-    pthread_mutex_unlock(&bk->drain_mu);
+    atomic_store(&bk->phase, KVT__BK_DRAINING);
     if (bk->wq)
-        kvt__wq_drain_free(bk->wq);
-    bk->ops->destroy(bk->state);
+        kvt__wq_stop(bk->wq, false);
+}
+
+/* Waits until `bk` is CLOSED or `deadline`. The CPU tier has no worker: its calls never
+ * block on I/O, so its closer waits for them and destroys it here (once). No lock held. */
+static int wait_closed(kvt__bk *bk, const struct timespec *deadline)
+{
+    int rc = KVT_OK;
+    if (bk->is_cpu && atomic_exchange(&bk->dead, 1) == 0) {
+        bk_finish(bk);
+        set_closed(bk);
+    }
+    pthread_mutex_lock(&bk->drain_mu);
+    while (atomic_load(&bk->phase) != KVT__BK_CLOSED && rc == KVT_OK)
+        if (pthread_cond_timedwait(&bk->drain_cv, &bk->drain_mu, deadline) == ETIMEDOUT &&
+            atomic_load(&bk->phase) != KVT__BK_CLOSED)
+            rc = KVT_ETIMEDOUT;
+    pthread_mutex_unlock(&bk->drain_mu);
+    return rc;
+}
+
+/* mgmt held. Takes CLOSED instances off the draining list into `out` (the caller drops
+ * the references after unlocking); returns how many. */
+static size_t reap(kvt_store *s, kvt__bk *out[KVT_MAX_BACKENDS])
+{
+    size_t n = 0, k = 0;
+    for (size_t i = 0; i < s->ndraining; i++) {
+        kvt__bk *bk = s->draining[i];
+        if (atomic_load(&bk->phase) == KVT__BK_CLOSED)
+            out[n++] = bk;
+        else
+            s->draining[k++] = bk;
+    }
+    s->ndraining = k;
+    return n;
+}
+
+static void unref_all(kvt__bk *const *bks, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        kvt__bk_unref(bks[i]);
+}
+
+/* Locks mgmt, reaping what finished closing since the last registry operation. */
+static void mgmt_lock(kvt_store *s)
+{
+    kvt__bk *done[KVT_MAX_BACKENDS];
+    pthread_mutex_lock(&s->mgmt);
+    size_t n = reap(s, done);
+    if (n) { /* their last references may join threads: not under mgmt */
+        pthread_mutex_unlock(&s->mgmt);
+        unref_all(done, n);
+        pthread_mutex_lock(&s->mgmt);
+    }
+}
+
+static kvt__bk *find_draining(kvt_store *s, const char *name)
+{
+    for (size_t i = 0; name && i < s->ndraining; i++)
+        if (strcmp(s->draining[i]->name, name) == 0)
+            return s->draining[i];
+    return NULL;
 }
 
 /* ------------------------------------------------------------------ snapshots */
-
-static bool name_in(const char (*names)[KVT_NAME_MAX], size_t n, const char *name)
-{
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(names[i], name) == 0)
-            return true;
-    return false;
-}
 
 /* Builds a snapshot of `n` backends (taking a reference to each) sorted by rank. */
 static kvt__snap *snap_build(kvt_store *s, kvt__bk *const *bks, size_t n)
@@ -207,7 +340,7 @@ static kvt__snap *snap_build(kvt_store *s, kvt__bk *const *bks, size_t n)
             j--;
         }
         sn->bk[j] = bks[i];
-        atomic_fetch_add(&bks[i]->refs, 1);
+        kvt__bk_ref(bks[i]);
     }
     for (size_t i = 0; i < sn->n; i++) {
         kvt__bk *bk = sn->bk[i];
@@ -266,6 +399,22 @@ int kvt__bk_not_found(const char *name)
     return kvt__fail(KVT_ENOENT, "Backend %s not found", name ? name : "(null)");
 }
 
+size_t kvt__open_backends(kvt_store *s, kvt__bk *out[2 * KVT_MAX_BACKENDS])
+{
+    size_t n = 0;
+    mgmt_lock(s);
+    kvt__snap *sn = kvt__snap_get(s);
+    for (size_t i = 0; i < sn->n; i++)
+        out[n++] = sn->bk[i];
+    for (size_t i = 0; i < s->ndraining; i++)
+        out[n++] = s->draining[i];
+    for (size_t i = 0; i < n; i++)
+        kvt__bk_ref(out[i]);
+    pthread_mutex_unlock(&s->mgmt);
+    kvt__snap_put(sn);
+    return n;
+}
+
 /* LocalDisk and Remote read into the CPU tier's buffers: refuse to close it under them. */
 static int check_cpu_dependants(kvt__snap *sn, const kvt__bk *bk)
 {
@@ -285,51 +434,134 @@ static int check_cpu_dependants(kvt__snap *sn, const kvt__bk *bk)
     return KVT_OK;
 }
 
-/* Unpublishes and closes backend `name` of `cur`, which keeps the struct alive for the
- * caller (`*closed`). mgmt held. */
-static int close_locked(kvt_store *s, kvt__snap *cur, const char *name, kvt__bk **closed)
-{
-    kvt__bk *bk = kvt__snap_find(cur, name);
-    int rc = bk ? check_cpu_dependants(cur, bk) : kvt__bk_not_found(name);
-    if (rc == KVT_OK)
-        rc = republish(s, cur, NULL, 0, bk);
-    if (rc != KVT_OK)
-        return rc;
-    bk_close(bk); /* no data-path call can enter it any more */
-    *closed = bk;
-    return KVT_OK;
-}
-
-static void info_set(kvt_backend_info *info, const kvt__bk *bk)
+static void info_set(kvt_backend_info *info, kvt__bk *bk)
 {
     kvt__strlcpy(info->name, bk->name, sizeof info->name);
     kvt__strlcpy(info->class_name, bk->ops->type_name, sizeof info->class_name);
+    info->state = atomic_load(&bk->phase) == KVT__BK_ACTIVE ? KVT_BACKEND_ACTIVE
+                                                             : KVT_BACKEND_DRAINING;
+    info->pending = bk->wq ? kvt__wq_pending(bk->wq) : 0;
 }
 
 /* ------------------------------------------------------------------ operations */
 
 int kvt_backends_list(kvt_store *s, kvt_backend_info *out, size_t max, size_t *n)
 {
-    kvt__snap *sn = kvt__snap_get(s);
-    for (size_t i = 0; i < sn->n && i < max; i++)
-        info_set(&out[i], sn->bk[i]);
+    kvt__bk *bks[2 * KVT_MAX_BACKENDS];
     if (n)
-        *n = sn->n;
-    kvt__snap_put(sn);
+        *n = 0;
+    if (!s || (!out && max))
+        return kvt__fail(KVT_EINVAL, "kvt_backends_list: store or out is NULL");
+    size_t m = kvt__open_backends(s, bks);
+    for (size_t i = 1; i < m; i++) /* draining ones into tier order too */
+        for (size_t j = i; j > 0 && bks[j - 1]->rank > bks[j]->rank; j--) {
+            kvt__bk *t = bks[j];
+            bks[j] = bks[j - 1];
+            bks[j - 1] = t;
+        }
+    for (size_t i = 0; i < m; i++) {
+        if (i < max)
+            info_set(&out[i], bks[i]);
+        kvt__bk_unref(bks[i]);
+    }
+    if (n)
+        *n = m;
     return KVT_OK;
+}
+
+int kvt_backend_get_stats(kvt_store *s, const char *name, kvt_backend_stats *out)
+{
+    kvt__bk *bks[2 * KVT_MAX_BACKENDS], *bk = NULL;
+    if (!s || !out)
+        return kvt__fail(KVT_EINVAL, "kvt_backend_get_stats: store or out is NULL");
+    memset(out, 0, sizeof *out);
+    size_t m = kvt__open_backends(s, bks);
+    for (size_t i = 0; i < m && name; i++)
+        if (!bk && strcmp(bks[i]->name, name) == 0)
+            bk = bks[i];
+    if (bk) {
+        if (kvt__bk_enter_any(bk)) {
+            if (KVT_BACKEND_OPS_HAS(bk->ops, stats))
+                bk->ops->stats(bk->state, out);
+            kvt__bk_leave(bk);
+        }
+        out->queued = bk->wq ? kvt__wq_pending(bk->wq) : 0;
+        out->hits = atomic_load(&bk->hits);
+        out->misses = atomic_load(&bk->misses);
+        out->puts = atomic_load(&bk->puts);
+        out->put_failures = atomic_load(&bk->put_failures);
+        out->skipped = atomic_load(&bk->skipped);
+        out->cancelled = atomic_load(&bk->cancelled);
+    }
+    unref_all(bks, m);
+    return bk ? KVT_OK : kvt__bk_not_found(name);
+}
+
+/* Unpublishes `name` and starts its close, or finds it already draining (or closed since
+ * the last registry operation: a resumed close then succeeds at once); `*bk` gets a
+ * reference. */
+static int start_close(kvt_store *s, const char *name, kvt__bk **out)
+{
+    pthread_mutex_lock(&s->mgmt); /* no reaping before the lookup */
+    kvt__snap *cur = kvt__snap_get(s);
+    kvt__bk *bk = kvt__snap_find(cur, name);
+    int rc = KVT_OK;
+    if (bk) {
+        rc = check_cpu_dependants(cur, bk);
+        if (rc == KVT_OK)
+            rc = republish(s, cur, NULL, 0, bk);
+        if (rc == KVT_OK) {
+            begin_close(bk);
+            kvt__bk_ref(bk);
+            s->draining[s->ndraining++] = bk; /* one per type at most: it fits */
+        }
+    } else if (!(bk = find_draining(s, name))) {
+        rc = kvt__bk_not_found(name);
+    }
+    if (rc == KVT_OK) {
+        kvt__bk_ref(bk);
+        *out = bk;
+    }
+    pthread_mutex_unlock(&s->mgmt);
+    kvt__snap_put(cur);
+    return rc;
+}
+
+int kvt_backend_close_timed(kvt_store *s, const char *name, int64_t timeout_ms, unsigned flags)
+{
+    kvt__bk *bk;
+    if (!s || !name)
+        return kvt__fail(KVT_EINVAL, "kvt_backend_close_timed: store or name is NULL");
+    if (flags & ~KVT_CLOSE_FORCE)
+        return kvt__fail(KVT_EINVAL, "kvt_backend_close_timed: unknown flags 0x%x", flags);
+    struct timespec deadline = kvt__deadline(timeout_ms);
+    int rc = start_close(s, name, &bk);
+    if (rc != KVT_OK)
+        return rc;
+    if ((flags & KVT_CLOSE_FORCE) && bk->wq)
+        kvt__wq_stop(bk->wq, true);
+    rc = wait_closed(bk, &deadline);
+    size_t pending = bk->wq ? kvt__wq_pending(bk->wq) : 0;
+    kvt__bk_unref(bk);
+    if (rc == KVT_OK) {
+        mgmt_lock(s); /* reaps it */
+        pthread_mutex_unlock(&s->mgmt);
+        kvt__log(&s->log, KVT_LOG_INFO, "store", "event=backend_closed backend=%s", name);
+        return KVT_OK;
+    }
+    kvt__log(&s->log, KVT_LOG_WARN, "store",
+             "event=backend_draining backend=%s pending=%zu timeout_ms=%lld", name, pending,
+             (long long)timeout_ms);
+    return kvt__fail(KVT_ETIMEDOUT, "Backend %s is still draining after %lld ms (%zu writes "
+                     "pending); close it again to keep waiting, or force it",
+                     name, (long long)timeout_ms, pending);
 }
 
 int kvt_backend_close(kvt_store *s, const char *name)
 {
-    kvt__bk *bk;
-    pthread_mutex_lock(&s->mgmt);
-    kvt__snap *cur = kvt__snap_get(s);
-    int rc = close_locked(s, cur, name, &bk);
-    kvt__snap_put(cur);
-    pthread_mutex_unlock(&s->mgmt);
-    if (rc == KVT_OK)
-        kvt__log(&s->log, KVT_LOG_INFO, "store", "event=backend_closed backend=%s", name);
-    return rc;
+    if (!s)
+        return kvt__fail(KVT_EINVAL, "kvt_backend_close: store is NULL");
+    return kvt_backend_close_timed(s, name, atomic_load(&s->close_timeout_ms), 0);
 }
 
 /* Is there (or will there be) a CPU tier for a type that needs one? */
@@ -349,7 +581,44 @@ static int check_built(const struct tier_type *t)
     return KVT_OK;
 }
 
-/* mgmt held. Creates every wanted, absent type; all or nothing. */
+static int check_not_draining(kvt_store *s, const char *name)
+{
+    kvt__bk *bk = find_draining(s, name);
+    if (!bk)
+        return KVT_OK;
+    return kvt__fail(KVT_EBUSY, "Backend %s is still draining (%zu writes pending); close it "
+                     "again to wait for it, or force it", name,
+                     bk->wq ? kvt__wq_pending(bk->wq) : (size_t)0);
+}
+
+/* Creates type t at `rank` after the checks every new instance passes. mgmt held. */
+static int make_one(kvt_store *s, const struct tier_type *t, unsigned rank, bool have_cpu,
+                    kvt__bk **out)
+{
+    int rc = check_built(t);
+    if (rc == KVT_OK)
+        rc = check_not_draining(s, t->name);
+    if (rc == KVT_OK)
+        rc = check_cpu_present(t, have_cpu);
+    if (rc == KVT_OK)
+        rc = bk_new(s, t, rank, out);
+    return rc;
+}
+
+/* Closes instances never published (a failed create): nothing queued, nothing inside. */
+static void discard(kvt__bk *const *bks, size_t n)
+{
+    struct timespec never = kvt__deadline(-1);
+    for (size_t i = 0; i < n; i++) {
+        kvt__bk_flush_log(bks[i]);
+        begin_close(bks[i]);
+        wait_closed(bks[i], &never);
+        kvt__bk_unref(bks[i]);
+    }
+}
+
+/* mgmt held. Creates every wanted, absent type; all or nothing. On success `made` holds
+ * a reference to each new instance for the caller. */
 static int create_locked(kvt_store *s, kvt__snap *cur, kvt__bk **made, size_t *nmade)
 {
     struct tier_type types[MAX_TYPES];
@@ -362,84 +631,100 @@ static int create_locked(kvt_store *s, kvt__snap *cur, kvt__bk **made, size_t *n
         const struct tier_type *t = &types[i];
         if (kvt__snap_find(cur, t->name) || !t->wanted(s->cfg))
             continue;
-        rc = check_built(t);
-        if (rc == KVT_OK)
-            rc = check_cpu_present(t, have_cpu);
-        if (rc == KVT_OK && cur->n + *nmade == KVT_MAX_BACKENDS)
+        if (cur->n + *nmade == KVT_MAX_BACKENDS)
             rc = kvt__fail(KVT_ENOSPC, "too many backends");
         if (rc == KVT_OK)
-            rc = bk_new(s, t, (unsigned)i, &made[*nmade]);
+            rc = make_one(s, t, (unsigned)i, have_cpu, &made[*nmade]);
         if (rc == KVT_OK)
             have_cpu |= made[(*nmade)++]->is_cpu;
     }
     if (rc == KVT_OK)
         rc = republish(s, cur, made, *nmade, NULL);
-    if (rc != KVT_OK) {
-        while (*nmade > 0) {
-            kvt__bk *bk = made[--*nmade];
-            bk_close(bk);
-            kvt__bk_unref(bk);
-        }
-        return rc;
+    return rc;
+}
+
+/* Sends the held-back lines of new instances, names them in `created`, drops the refs. */
+static void report_created(kvt_store *s, kvt__bk *const *made, size_t nmade,
+                           kvt_backend_info *created, size_t max)
+{
+    for (size_t i = 0; i < nmade; i++) {
+        kvt__bk_flush_log(made[i]);
+        if (i < max)
+            info_set(&created[i], made[i]);
+        kvt__log(&s->log, KVT_LOG_INFO, "store", "event=backend_created backend=%s",
+                 made[i]->name);
+        kvt__bk_unref(made[i]);
     }
-    for (size_t i = 0; i < *nmade; i++)
-        kvt__bk_unref(made[i]); /* the snapshot holds them now */
-    return KVT_OK;
 }
 
 int kvt_backends_create(kvt_store *s, kvt_backend_info *created, size_t max, size_t *n)
 {
     kvt__bk *made[KVT_MAX_BACKENDS] = {0};
-    kvt_backend_info info[KVT_MAX_BACKENDS];
     size_t nmade = 0;
-    pthread_mutex_lock(&s->mgmt);
+    if (n)
+        *n = 0;
+    if (!s || (!created && max))
+        return kvt__fail(KVT_EINVAL, "kvt_backends_create: store or created is NULL");
+    mgmt_lock(s);
     kvt__snap *cur = kvt__snap_get(s);
     int rc = create_locked(s, cur, made, &nmade);
-    for (size_t i = 0; i < nmade; i++)
-        info_set(&info[i], made[i]); /* the new snapshot keeps them alive while mgmt is held */
-    kvt__snap_put(cur);
     pthread_mutex_unlock(&s->mgmt);
-    for (size_t i = 0; i < nmade; i++) {
-        if (i < max)
-            created[i] = info[i];
-        kvt__log(&s->log, KVT_LOG_INFO, "store", "event=backend_created backend=%s",
-                 info[i].name);
+    kvt__snap_put(cur);
+    if (rc != KVT_OK) {
+        char detail[512]; /* discarding logs; keep the reason */
+        kvt__strlcpy(detail, kvt_last_error(), sizeof detail);
+        discard(made, nmade);
+        return kvt__fail(rc, "%s", detail);
     }
+    report_created(s, made, nmade, created, max);
     if (n)
         *n = nmade;
-    return rc;
+    return KVT_OK;
+}
+
+/* Rank of the type named `name`; false if there is none. */
+static bool type_rank(const struct tier_type *types, size_t ntypes, const char *name, unsigned *rank)
+{
+    for (size_t i = 0; i < ntypes; i++)
+        if (strcmp(types[i].name, name) == 0) {
+            *rank = (unsigned)i;
+            return true;
+        }
+    return false;
 }
 
 int kvt_backend_recreate(kvt_store *s, const char *name)
 {
     struct tier_type types[MAX_TYPES];
-    kvt__bk *old, *fresh = NULL;
+    kvt__bk *fresh = NULL;
+    unsigned rank = 0;
 
-    pthread_mutex_lock(&s->mgmt);
-    list_types(types); /* under mgmt: includes every type an instance was built from */
+    if (!s || !name)
+        return kvt__fail(KVT_EINVAL, "kvt_backend_recreate: store or name is NULL");
+    int rc = kvt_backend_close(s, name); /* KVT_ENOENT / KVT_ETIMEDOUT stop here */
+    if (rc != KVT_OK)
+        return rc;
+    mgmt_lock(s);
+    size_t ntypes = list_types(types); /* types are never unregistered */
     kvt__snap *cur = kvt__snap_get(s);
-    int rc = close_locked(s, cur, name, &old);
-    if (rc == KVT_OK) {
-        const struct tier_type *t = &types[old->rank]; /* types are never unregistered */
-        bool have_cpu = cur->cpu && cur->cpu != old;
-        if (!t->wanted(s->cfg))
-            rc = kvt__fail(KVT_ECONFIG, "Backend %s was closed; the current config no longer "
-                                        "asks for it", name);
-        if (rc == KVT_OK)
-            rc = check_cpu_present(t, have_cpu);
-        if (rc == KVT_OK)
-            rc = bk_new(s, t, old->rank, &fresh);
+    if (!type_rank(types, ntypes, name, &rank))
+        rc = kvt__bk_not_found(name);
+    else if (kvt__snap_find(cur, name))
+        rc = KVT_OK; /* another create made it meanwhile: it is new */
+    else if (!types[rank].wanted(s->cfg))
+        rc = kvt__fail(KVT_ECONFIG, "Backend %s was closed; the current config no longer asks "
+                                    "for it", name);
+    else if ((rc = make_one(s, &types[rank], rank, cur->cpu != NULL, &fresh)) == KVT_OK &&
+             (rc = republish(s, cur, &fresh, 1, NULL)) != KVT_OK) {
+        pthread_mutex_unlock(&s->mgmt);
         kvt__snap_put(cur);
-        cur = kvt__snap_get(s); /* the one close_locked published */
-        if (rc == KVT_OK) {
-            rc = republish(s, cur, &fresh, 1, NULL);
-            if (rc != KVT_OK)
-                bk_close(fresh);
-            kvt__bk_unref(fresh);
-        }
+        discard(&fresh, 1);
+        return rc;
     }
-    kvt__snap_put(cur);
     pthread_mutex_unlock(&s->mgmt);
+    kvt__snap_put(cur);
+    if (fresh)
+        report_created(s, &fresh, 1, NULL, 0);
     kvt__log(&s->log, rc == KVT_OK ? KVT_LOG_INFO : KVT_LOG_WARN, "store",
              "event=backend_recreated backend=%s status=%s", name, kvt_status_name(rc));
     return rc;
@@ -447,9 +732,12 @@ int kvt_backend_recreate(kvt_store *s, const char *name)
 
 int kvt_backend_set_bypass(kvt_store *s, const char *name, bool on, bool *was)
 {
-    pthread_mutex_lock(&s->mgmt);
+    if (!s || !name)
+        return kvt__fail(KVT_EINVAL, "kvt_backend_set_bypass: store or name is NULL");
+    mgmt_lock(s);
     kvt__snap *cur = kvt__snap_get(s);
-    int rc = kvt__snap_find(cur, name) ? KVT_OK : kvt__bk_not_found(name);
+    kvt__bk *bk = kvt__snap_find(cur, name);
+    int rc = bk ? KVT_OK : kvt__bk_not_found(name);
     if (rc == KVT_OK) {
         size_t i = 0;
         while (i < s->nbypass && strcmp(s->bypass[i], name) != 0)
@@ -468,10 +756,12 @@ int kvt_backend_set_bypass(kvt_store *s, const char *name, bool on, bool *was)
         if (rc != KVT_OK) { /* the snapshot in force still says the old thing */
             memcpy(s->bypass, saved, sizeof saved);
             s->nbypass = nsaved;
+        } else if (bk->wq) {
+            kvt__wq_refuse(bk->wq, on); /* puts waiting on its full queue give up now */
         }
     }
-    kvt__snap_put(cur);
     pthread_mutex_unlock(&s->mgmt);
+    kvt__snap_put(cur);
     if (rc == KVT_OK)
         kvt__log(&s->log, KVT_LOG_INFO, "store", "event=bypass backend=%s on=%d", name, on);
     return rc;
@@ -479,6 +769,10 @@ int kvt_backend_set_bypass(kvt_store *s, const char *name, bool on, bool *was)
 
 int kvt_bypass_list(kvt_store *s, kvt_backend_info *out, size_t max, size_t *n)
 {
+    if (n)
+        *n = 0;
+    if (!s || (!out && max))
+        return kvt__fail(KVT_EINVAL, "kvt_bypass_list: store or out is NULL");
     kvt__snap *sn = kvt__snap_get(s);
     size_t k = 0;
     for (size_t i = 0; i < sn->n; i++) {
@@ -494,16 +788,38 @@ int kvt_bypass_list(kvt_store *s, kvt_backend_info *out, size_t max, size_t *n)
     return KVT_OK;
 }
 
+/* Store close: every backend, lowest tier first, gets backend_close_timeout_ms; what is
+ * still queued then is abandoned, and calls still inside are waited for (the store is
+ * about to be freed). */
 void kvt__registry_close_all(kvt_store *s)
 {
-    pthread_mutex_lock(&s->mgmt);
+    kvt__bk *bks[KVT_MAX_BACKENDS];
+    size_t n = 0;
+    mgmt_lock(s);
     kvt__snap *cur = kvt__snap_get(s);
     kvt__snap *empty = snap_build(s, NULL, 0);
     if (empty)
         publish(s, empty);
-    /* Lowest tier first: their queues may still hold objects from the CPU pool. */
-    for (size_t i = cur->n; i-- > 0;)
-        bk_close(cur->bk[i]);
+    for (size_t i = cur->n; empty && i-- > 0;) {
+        begin_close(cur->bk[i]);
+        kvt__bk_ref(cur->bk[i]);
+        s->draining[s->ndraining++] = cur->bk[i];
+    }
+    for (size_t i = 0; i < s->ndraining; i++) {
+        bks[n] = s->draining[i];
+        kvt__bk_ref(bks[n++]);
+    }
+    pthread_mutex_unlock(&s->mgmt);
     kvt__snap_put(cur);
+    struct timespec deadline = kvt__deadline(atomic_load(&s->close_timeout_ms));
+    struct timespec never = kvt__deadline(-1);
+    for (size_t i = 0; i < n; i++) {
+        if (wait_closed(bks[i], &deadline) != KVT_OK) {
+            kvt__wq_stop(bks[i]->wq, true);
+            wait_closed(bks[i], &never);
+        }
+        kvt__bk_unref(bks[i]);
+    }
+    mgmt_lock(s); /* reaps them all */
     pthread_mutex_unlock(&s->mgmt);
 }

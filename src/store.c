@@ -1,11 +1,20 @@
 /* kvtier — the store and its data path. The lock protocol is described in store.h. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "config_internal.h"
 #include "store.h"
 
 const char *kvt_version(void) { return KVT_VERSION; }
 void kvt_free(void *p) { free(p); }
+
+#define NEED(cond, fn, what)                                                                      \
+    do {                                                                                          \
+        if (!(cond))                                                                              \
+            return kvt__fail(KVT_EINVAL, "%s: %s", fn, what);                                     \
+    } while (0)
 
 /* ------------------------------------------------------------------ snapshots, entry */
 
@@ -27,16 +36,19 @@ void kvt__snap_put(kvt__snap *sn)
     free(sn);
 }
 
-/* Sequentially consistent on both sides: either enter() sees `closing`, or the closer
+/* Sequentially consistent on both sides: either enter() sees the flag, or the closer
  * sees `active` > 0 and waits for the matching leave(). */
-bool kvt__bk_enter(kvt__bk *bk)
+static bool enter_unless(kvt__bk *bk, atomic_int *flag)
 {
     atomic_fetch_add(&bk->active, 1);
-    if (!atomic_load(&bk->closing))
+    if (!atomic_load(flag))
         return true;
     kvt__bk_leave(bk);
     return false;
 }
+
+bool kvt__bk_enter(kvt__bk *bk) { return enter_unless(bk, &bk->closing); }
+bool kvt__bk_enter_any(kvt__bk *bk) { return enter_unless(bk, &bk->dead); }
 
 void kvt__bk_leave(kvt__bk *bk)
 {
@@ -47,25 +59,54 @@ void kvt__bk_leave(kvt__bk *bk)
     }
 }
 
+void kvt__bk_ref(kvt__bk *bk) { atomic_fetch_add_explicit(&bk->refs, 1, memory_order_relaxed); }
+
 /* ------------------------------------------------------------------ backend env */
 
-static const kvt_log_handler *env_log(const kvt_backend_env *env) { return &env->bk->store->log; }
+const char *kvt_backend_name(const kvt_backend_env *env) { return env ? env->bk->name : "?"; }
 
-const char *kvt_backend_name(const kvt_backend_env *env) { return env->bk->name; }
+kvt__pool *kvt__env_pool(const kvt_backend_env *env) { return env->bk->store->pool; }
 
 void kvt_backend_log(const kvt_backend_env *env, kvt_log_level level, const char *fmt, ...)
 {
     va_list ap;
+    if (!env || !fmt)
+        return;
+    kvt__bk *bk = env->bk;
     va_start(ap, fmt);
-    kvt__vlog(env_log(env), level, env->bk->name, fmt, ap);
+    pthread_mutex_lock(&bk->log_mu);
+    if (bk->defer_log) {
+        if (bk->ndeferred < KVT__DEFER_LINES && level >= bk->store->log.min_level) {
+            bk->deferred[bk->ndeferred].level = level;
+            vsnprintf(bk->deferred[bk->ndeferred++].msg, sizeof bk->deferred[0].msg, fmt, ap);
+        }
+        pthread_mutex_unlock(&bk->log_mu);
+    } else {
+        pthread_mutex_unlock(&bk->log_mu);
+        kvt__vlog(&bk->store->log, level, bk->name, fmt, ap);
+    }
     va_end(ap);
 }
+
+void kvt__bk_flush_log(kvt__bk *bk)
+{
+    pthread_mutex_lock(&bk->log_mu);
+    size_t n = bk->ndeferred;
+    bk->ndeferred = 0;
+    bk->defer_log = false;
+    pthread_mutex_unlock(&bk->log_mu);
+    for (size_t i = 0; i < n; i++) /* defer_log is never set again: the array is ours */
+        kvt__log(&bk->store->log, bk->deferred[i].level, bk->name, "%s", bk->deferred[i].msg);
+}
+
+/* Reads past a full CPU tier (kvt_get_into) allocate from the heap, on the reading thread. */
+static _Thread_local bool heap_reads;
 
 /* Allocates from the CPU tier of `sn` when it has one, else from the heap. */
 static int alloc_obj(kvt__snap *sn, size_t size, const kvt_chunk_meta *meta, kvt_obj **out)
 {
     kvt__bk *cpu = sn->cpu;
-    if (cpu && kvt__bk_enter(cpu)) {
+    if (cpu && !heap_reads && kvt__bk_enter(cpu)) {
         int rc = kvt__local_cpu_alloc(cpu->state, size, meta, out);
         kvt__bk_leave(cpu);
         return rc;
@@ -76,6 +117,9 @@ static int alloc_obj(kvt__snap *sn, size_t size, const kvt_chunk_meta *meta, kvt
 int kvt_backend_alloc(const kvt_backend_env *env, size_t size, const kvt_chunk_meta *meta,
                       kvt_obj **out)
 {
+    NEED(out, "kvt_backend_alloc", "out is NULL");
+    *out = NULL;
+    NEED(env, "kvt_backend_alloc", "env is NULL");
     kvt__snap *sn = kvt__snap_get(env->bk->store);
     int rc = alloc_obj(sn, size, meta, out);
     kvt__snap_put(sn);
@@ -84,15 +128,28 @@ int kvt_backend_alloc(const kvt_backend_env *env, size_t size, const kvt_chunk_m
 
 /* ------------------------------------------------------------------ open, close */
 
+/* store_location and retrieve_locations name backend types; a typo would store nothing. */
+static int check_location(const char *key, const char *name)
+{
+    if (kvt__type_known(name))
+        return KVT_OK;
+    return kvt__fail(KVT_ECONFIG, "%s names \"%s\", which is no backend type (LocalCPUBackend, "
+                     "LocalDiskBackend, GdsBackend, RemoteBackend or a registered one)", key, name);
+}
+
 static int copy_settings(kvt_store *s)
 {
-    int64_t chunk = 0, depth = 0;
+    int64_t chunk = 0, depth = 0, wq_ms = 0, close_ms = 0;
     const char *loc = NULL;
     const char *const *items = NULL;
     size_t n = 0;
     int rc = kvt_config_get_int(s->cfg, "chunk_size", &chunk);
     if (rc == KVT_OK)
         rc = kvt_config_get_int(s->cfg, "write_queue_depth", &depth);
+    if (rc == KVT_OK)
+        rc = kvt_config_get_int(s->cfg, "write_queue_timeout_ms", &wq_ms);
+    if (rc == KVT_OK)
+        rc = kvt_config_get_int(s->cfg, "backend_close_timeout_ms", &close_ms);
     if (rc == KVT_OK)
         rc = kvt_config_get_str(s->cfg, "store_location", &loc);
     if (rc == KVT_OK)
@@ -102,8 +159,15 @@ static int copy_settings(kvt_store *s)
     if (n > KVT_MAX_BACKENDS)
         return kvt__fail(KVT_ECONFIG, "retrieve_locations names more than %d backends",
                          KVT_MAX_BACKENDS);
+    if (loc && *loc && (rc = check_location("store_location", loc)) != KVT_OK)
+        return rc;
+    for (size_t i = 0; i < n; i++)
+        if ((rc = check_location("retrieve_locations", items[i])) != KVT_OK)
+            return rc;
     s->chunk_size = (uint32_t)chunk;
     s->write_queue_depth = (size_t)depth;
+    atomic_store(&s->wq_timeout_ms, wq_ms);
+    atomic_store(&s->close_timeout_ms, close_ms);
     kvt__strlcpy(s->store_location, loc ? loc : "", sizeof s->store_location);
     for (size_t i = 0; i < n; i++)
         kvt__strlcpy(s->retrieve_locations[i], items[i], KVT_NAME_MAX);
@@ -111,14 +175,62 @@ static int copy_settings(kvt_store *s)
     return KVT_OK;
 }
 
+/* The CPU budget: max_local_cpu_size, lowered so that reserve_local_cpu_size GiB of the
+ * host's memory stay outside it. One pool per store, so that a recreated CPU tier counts
+ * what its predecessor still has out. */
+static int open_pool(kvt_store *s)
+{
+    double gib = 0, reserve = 0;
+    int rc = kvt_config_get_float(s->cfg, "max_local_cpu_size", &gib);
+    if (rc == KVT_OK)
+        rc = kvt_config_get_float(s->cfg, "reserve_local_cpu_size", &reserve);
+    if (rc != KVT_OK || gib <= 0)
+        return rc;
+    const double GiB = 1024.0 * 1024.0 * 1024.0;
+    double cap = gib * GiB; /* the config bounds sizes, so this fits a uint64_t */
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (reserve > 0 && pages > 0 && page > 0) {
+        double avail = (double)pages * (double)page - reserve * GiB;
+        if (avail < cap)
+            cap = avail > 0 ? avail : 0;
+    }
+    return kvt__pool_new((uint64_t)cap, &s->pool);
+}
+
 static void store_free(kvt_store *s)
 {
     if (s->snap)
         kvt__snap_put(s->snap);
+    kvt__pool_close(s->pool);
     kvt_config_free(s->cfg);
     pthread_rwlock_destroy(&s->reg_lock);
     pthread_mutex_destroy(&s->mgmt);
     free(s);
+}
+
+/* Will any put store anything? Said once at open: an LMCache file with
+ * max_local_cpu_size: 0 and no other tier opens fine and caches nothing. */
+static void warn_if_nothing_stored(kvt_store *s)
+{
+    kvt__snap *sn = kvt__snap_get(s);
+    bool stores = false;
+    for (size_t i = 0; i < sn->n; i++)
+        stores |= !sn->bk[i]->is_cpu || kvt__local_cpu_stores(sn->bk[i]->state);
+    kvt__snap_put(sn);
+    if (!stores)
+        kvt__log(&s->log, KVT_LOG_WARN, "store",
+                 "event=nothing_stored reason=\"no tier stores chunks (max_local_cpu_size is 0 "
+                 "or local_cpu is false, and no other tier is configured): puts return "
+                 "KVT_ENOTIER\"");
+}
+
+static void log_config_notices(kvt_store *s)
+{
+    for (size_t i = 0, n = kvt__conf_notice_count(s->cfg); i < n; i++) {
+        kvt_log_level level = KVT_LOG_INFO;
+        const char *msg = kvt__conf_notice(s->cfg, i, &level);
+        kvt__log(&s->log, level, "config", "%s", msg);
+    }
 }
 
 int kvt_store_open(const kvt_config *cfg, const kvt_log_handler *log, kvt_store **out)
@@ -127,9 +239,9 @@ int kvt_store_open(const kvt_config *cfg, const kvt_log_handler *log, kvt_store 
     kvt_store *s;
     int rc;
 
+    NEED(out, "kvt_store_open", "out is NULL");
     *out = NULL;
-    if (!cfg)
-        return kvt__fail(KVT_EINVAL, "kvt_store_open: config is NULL");
+    NEED(cfg, "kvt_store_open", "config is NULL");
     if (!(s = calloc(1, sizeof *s)))
         return kvt__fail(KVT_ENOMEM, "cannot allocate store");
     /* Writer preference: a stream of data-path readers must not starve the admin. */
@@ -142,17 +254,25 @@ int kvt_store_open(const kvt_config *cfg, const kvt_log_handler *log, kvt_store 
     rc = kvt_config_dup(cfg, &s->cfg);
     if (rc == KVT_OK)
         rc = copy_settings(s);
+    if (rc == KVT_OK)
+        rc = open_pool(s);
     if (rc == KVT_OK && !(s->snap = calloc(1, sizeof *s->snap)))
         rc = kvt__fail(KVT_ENOMEM, "cannot allocate registry snapshot");
     if (rc == KVT_OK) {
         atomic_init(&s->snap->refs, 1);
+        log_config_notices(s);
         rc = kvt_backends_create(s, NULL, 0, NULL);
     }
     if (rc != KVT_OK) {
+        char detail[512]; /* closing what was made must not overwrite the reason */
+        kvt__strlcpy(detail, kvt_last_error(), sizeof detail);
+        if (s->snap)
+            kvt__registry_close_all(s);
         store_free(s);
-        return rc;
+        return kvt__fail(rc, "%s", detail);
     }
     kvt__log(&s->log, KVT_LOG_INFO, "store", "event=store_opened version=%s", KVT_VERSION);
+    warn_if_nothing_stored(s);
     *out = s;
     return KVT_OK;
 }
@@ -161,14 +281,14 @@ int kvt_store_close(kvt_store *s)
 {
     if (!s)
         return KVT_OK;
-    kvt_flush(s);
+    int rc = kvt_flush(s, atomic_load(&s->close_timeout_ms));
     kvt__registry_close_all(s);
-    kvt__log(&s->log, KVT_LOG_INFO, "store", "event=store_closed");
+    kvt__log(&s->log, KVT_LOG_INFO, "store", "event=store_closed flush=%s", kvt_status_name(rc));
     store_free(s);
     return KVT_OK;
 }
 
-/* ------------------------------------------------------------------ data path */
+/* ------------------------------------------------------------------ put */
 
 static bool bit(uint32_t mask, size_t i) { return (mask >> i) & 1u; }
 
@@ -185,25 +305,76 @@ static uint32_t chunk_tokens(const kvt_store *s, const kvt_chunk_meta *meta)
     return meta && meta->num_tokens ? meta->num_tokens : s->chunk_size;
 }
 
-/* Hands `obj` to every put-active tier: the CPU tier synchronously, the others through
- * their write-through queues. Each tier takes its own reference. */
-static void write_through(kvt_store *s, kvt__snap *sn, const kvt_key *key, kvt_obj *obj)
+/* Hands `obj` to one tier: the CPU tier synchronously, another through its queue (which
+ * takes its own reference). KVT_OK when the tier took it. */
+static int put_tier(kvt_store *s, kvt__bk *bk, const kvt_key *key, kvt_obj *obj,
+                    const struct timespec *deadline)
 {
+    int rc;
+    if (bk->is_cpu) {
+        if (!kvt__local_cpu_stores(bk->state))
+            return KVT_ENOTIER; /* allocator-only: takes nothing, fails nothing */
+        rc = bk->ops->put(bk->state, key, obj);
+        atomic_fetch_add(rc == KVT_OK ? &bk->puts : &bk->put_failures, 1);
+        return rc;
+    }
+    kvt_obj_retain(obj);
+    rc = kvt__wq_push(bk->wq, key, obj, deadline);
+    if (rc == KVT_OK) {
+        atomic_fetch_add(&s->st.wt_enqueued, 1);
+        return KVT_OK;
+    }
+    kvt_obj_release(obj);
+    atomic_fetch_add(&bk->skipped, 1);
+    atomic_fetch_add(&s->st.wt_skipped, 1);
+    return rc;
+}
+
+/* Stores the read-only `obj` in every put-active tier of `sn`, in tier order (so the CPU
+ * copy never waits for a lower tier). One deadline for all queues: a put waits at most
+ * write_queue_timeout_ms in total. */
+static int commit(kvt_store *s, kvt__snap *sn, const kvt_key *key, kvt_obj *obj)
+{
+    struct timespec deadline = kvt__deadline(atomic_load(&s->wq_timeout_ms));
+    int err = KVT_ENOTIER;
+    size_t took = 0;
+
+    atomic_store(&obj->readonly, true);
     for (size_t i = 0; i < sn->n; i++) {
         kvt__bk *bk = sn->bk[i];
         if (bit(sn->bypass, i) || bit(sn->no_put, i) || !kvt__bk_enter(bk))
             continue;
-        if (bk->wq) {
-            kvt_obj_retain(obj);
-            atomic_fetch_add(&s->st.wt_enqueued, 1);
-            kvt__wq_push(bk->wq, key, obj);
-        } else if (bk->ops->put(bk->state, key, obj) == KVT_OK) {
-            atomic_fetch_add(&bk->puts, 1);
-        } else {
-            atomic_fetch_add(&bk->put_failures, 1);
-        }
+        int rc = put_tier(s, bk, key, obj, &deadline);
         kvt__bk_leave(bk);
+        if (rc == KVT_OK)
+            took++;
+        else if (rc != KVT_ENOTIER && err == KVT_ENOTIER)
+            err = rc;
     }
+    if (took) {
+        atomic_fetch_add(&s->st.stored_chunks, 1);
+        atomic_fetch_add(&s->st.stored_tokens, chunk_tokens(s, &obj->meta));
+        return KVT_OK;
+    }
+    atomic_fetch_add(&s->st.puts_unstored, 1);
+    if (err == KVT_ENOTIER)
+        return kvt__fail(KVT_ENOTIER, "no tier took the chunk: none is open to puts%s%s",
+                         s->store_location[0] ? " (store_location is " : "",
+                         s->store_location[0] ? s->store_location : "");
+    if (err == KVT_ETIMEDOUT || err == KVT_ECLOSED)
+        return kvt__fail(err, "no tier took the chunk: every write queue stayed full for "
+                         "write_queue_timeout_ms or was closing");
+    return err; /* the CPU tier's own failure, with its detail */
+}
+
+/* Counts a request; false when the store is frozen (LMCache's engine skips the store). */
+static bool put_begin(kvt_store *s)
+{
+    atomic_fetch_add(&s->st.store_requests, 1);
+    if (!atomic_load(&s->frozen))
+        return true;
+    atomic_fetch_add(&s->st.puts_frozen, 1);
+    return false;
 }
 
 int kvt_put(kvt_store *s, const kvt_key *key, const void *data, size_t len,
@@ -212,20 +383,19 @@ int kvt_put(kvt_store *s, const kvt_key *key, const void *data, size_t len,
     kvt_chunk_meta m = meta ? *meta : (kvt_chunk_meta){0};
     kvt_obj *obj;
 
-    if (!key || (!data && len))
-        return kvt__fail(KVT_EINVAL, "kvt_put: key or data is NULL");
-    atomic_fetch_add(&s->st.store_requests, 1);
-    if (atomic_load(&s->frozen))
+    NEED(s && key && data, "kvt_put", "store, key or data is NULL");
+    NEED(len, "kvt_put", "length is 0 (a chunk holds at least one byte)");
+    if (!put_begin(s))
         return KVT_OK;
     m.num_tokens = chunk_tokens(s, meta);
     kvt__snap *sn = kvt__snap_get(s);
     int rc = alloc_obj(sn, len, &m, &obj);
     if (rc == KVT_OK) {
-        memcpy(kvt_obj_data_mut(obj), data, len);
-        write_through(s, sn, key, obj);
+        memcpy(obj->data, data, len);
+        rc = commit(s, sn, key, obj);
         kvt_obj_release(obj);
-        atomic_fetch_add(&s->st.stored_chunks, 1);
-        atomic_fetch_add(&s->st.stored_tokens, m.num_tokens);
+    } else {
+        atomic_fetch_add(&s->st.puts_unstored, 1);
     }
     kvt__snap_put(sn);
     return rc;
@@ -236,6 +406,9 @@ int kvt_batched_put(kvt_store *s, size_t n, const kvt_key keys[], const void *co
 {
     int rc = KVT_OK;
     size_t i = 0;
+    if (stored)
+        *stored = 0;
+    NEED(s && (!n || (keys && data && lens)), "kvt_batched_put", "store, keys, data or lens is NULL");
     for (; i < n && rc == KVT_OK; i++)
         rc = kvt_put(s, &keys[i], data[i], lens[i], metas ? &metas[i] : NULL);
     if (stored)
@@ -243,81 +416,283 @@ int kvt_batched_put(kvt_store *s, size_t n, const kvt_key keys[], const void *co
     return rc;
 }
 
-/* Copies a hit from another tier into the CPU tier. Objects already in the CPU pool
- * (kvt_backend_alloc) are inserted as they are; others are copied. Best effort. */
-static void promote(kvt_store *s, kvt__snap *sn, const kvt_key *key, kvt_obj *obj)
+int kvt_obj_alloc(kvt_store *s, size_t size, const kvt_chunk_meta *meta, kvt_obj **out)
+{
+    NEED(out, "kvt_obj_alloc", "out is NULL");
+    *out = NULL;
+    NEED(s, "kvt_obj_alloc", "store is NULL");
+    kvt__snap *sn = kvt__snap_get(s);
+    int rc = alloc_obj(sn, size, meta, out);
+    kvt__snap_put(sn);
+    return rc;
+}
+
+int kvt_put_obj(kvt_store *s, const kvt_key *key, kvt_obj *obj)
+{
+    NEED(s && key && obj, "kvt_put_obj", "store, key or object is NULL");
+    if (!put_begin(s))
+        return KVT_OK;
+    if (obj->meta.num_tokens == 0 && !atomic_load(&obj->readonly))
+        obj->meta.num_tokens = s->chunk_size;
+    kvt__snap *sn = kvt__snap_get(s);
+    int rc = commit(s, sn, key, obj);
+    kvt__snap_put(sn);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ get */
+
+/* Copies a hit from a lower tier into the CPU tier, unless a remove or clear ran since the
+ * read began (`gen`): a removed chunk must not come back. Pool objects (kvt_backend_alloc)
+ * are inserted as they are; others are copied. Best effort. */
+static void promote(kvt_store *s, kvt__snap *sn, const kvt_key *key, kvt_obj *obj, uint64_t gen)
 {
     kvt__bk *cpu = sn->cpu;
-    kvt_obj *copy = NULL;
     if (!cpu || !kvt__bk_enter(cpu))
         return;
-    if (kvt__local_cpu_owns(cpu->state, obj)) {
-        copy = obj;
-        kvt_obj_retain(copy);
-    } else if (kvt__local_cpu_alloc(cpu->state, obj->size, &obj->meta, &copy) == KVT_OK) {
-        memcpy(kvt_obj_data_mut(copy), obj->data, obj->size);
-    }
-    if (copy && cpu->ops->put(cpu->state, key, copy) == KVT_OK)
+    if (kvt__local_cpu_stores(cpu->state) &&
+        kvt__local_cpu_promote(cpu->state, key, obj, &s->inval_gen, gen) == KVT_OK)
         atomic_fetch_add(&s->st.promotions, 1);
-    kvt_obj_release(copy);
     kvt__bk_leave(cpu);
+}
+
+/* A caller buffer a read may land in when the CPU tier cannot stage it. */
+struct into {
+    void *buf;
+    size_t cap, len;
+    bool direct; /* the tier read straight into buf */
+};
+
+static int call_get(kvt__bk *bk, const kvt_key *key, kvt_obj **out)
+{
+    *out = NULL;
+    int rc = bk->ops->get(bk->state, key, out);
+    if (rc == KVT_OK && !*out)
+        rc = kvt__fail(KVT_EIO, "%s returned no object for a hit", bk->name);
+    if (rc != KVT_OK && *out) { /* a failing get that left an object: do not leak it */
+        kvt_obj_release(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+/* Reads `key` from tier i. KVT_OK with `*out` (read-only, promoted unless unstaged), or,
+ * with `into->direct`, the bytes already in into->buf. When the CPU tier has no room to
+ * stage the read (KVT_ENOMEM), it goes to the tier's get_into slot (when there is a caller
+ * buffer) or through a heap buffer, and is not promoted. */
+static int tier_get(kvt_store *s, kvt__snap *sn, size_t i, const kvt_key *key, uint64_t gen,
+                    kvt_obj **out, struct into *into)
+{
+    kvt__bk *bk = sn->bk[i];
+    bool unstaged = false;
+    *out = NULL;
+    if (!get_active(s, sn, i) || !kvt__bk_enter(bk))
+        return KVT_ENOENT;
+    int rc = call_get(bk, key, out);
+    if (rc == KVT_ENOMEM && !bk->is_cpu) {
+        unstaged = true;
+        if (into && KVT_BACKEND_OPS_HAS(bk->ops, get_into)) {
+            rc = bk->ops->get_into(bk->state, key, into->buf, into->cap, &into->len);
+            into->direct = rc == KVT_OK || rc == KVT_ETOOSMALL;
+        } else {
+            heap_reads = true;
+            rc = call_get(bk, key, out);
+            heap_reads = false;
+        }
+    }
+    kvt__bk_leave(bk);
+    bool hit = rc == KVT_OK || (into && into->direct);
+    atomic_fetch_add(hit ? &bk->hits : &bk->misses, 1);
+    if (unstaged && hit)
+        atomic_fetch_add(&s->st.get_unstaged, 1);
+    if (*out) {
+        atomic_store(&(*out)->readonly, true);
+        if (!bk->is_cpu && !unstaged)
+            promote(s, sn, key, *out, gen);
+    }
+    return rc;
+}
+
+static void count_retrieved(kvt_store *s, const kvt_chunk_meta *meta)
+{
+    atomic_fetch_add(&s->st.retrieved_chunks, 1);
+    atomic_fetch_add(&s->st.retrieved_tokens, chunk_tokens(s, meta));
 }
 
 int kvt_get(kvt_store *s, const kvt_key *key, kvt_obj **out)
 {
     kvt_obj *obj = NULL;
-    if (!out || !key)
-        return kvt__fail(KVT_EINVAL, "kvt_get: key or out is NULL");
+    NEED(out, "kvt_get", "out is NULL");
     *out = NULL;
+    NEED(s && key, "kvt_get", "store or key is NULL");
     atomic_fetch_add(&s->st.retrieve_requests, 1);
+    uint64_t gen = atomic_load(&s->inval_gen);
     kvt__snap *sn = kvt__snap_get(s);
-    for (size_t i = 0; i < sn->n && !obj; i++) {
-        kvt__bk *bk = sn->bk[i];
-        if (!get_active(s, sn, i) || !kvt__bk_enter(bk))
-            continue;
-        int rc = bk->ops->get(bk->state, key, &obj);
-        kvt__bk_leave(bk);
-        if (rc != KVT_OK) {
-            obj = NULL;
-            atomic_fetch_add(&bk->misses, 1);
-            continue;
-        }
-        atomic_fetch_add(&bk->hits, 1);
-        if (!bk->is_cpu)
-            promote(s, sn, key, obj);
-    }
+    for (size_t i = 0; i < sn->n && !obj; i++)
+        tier_get(s, sn, i, key, gen, &obj, NULL);
     kvt__snap_put(sn);
     if (!obj)
         return kvt__fail(KVT_ENOENT, "key not stored in any active tier");
-    atomic_fetch_add(&s->st.retrieved_chunks, 1);
-    atomic_fetch_add(&s->st.retrieved_tokens, chunk_tokens(s, &obj->meta));
+    count_retrieved(s, &obj->meta);
     *out = obj;
     return KVT_OK;
 }
 
+/* Delivers a hit of tier_get() into `in`'s buffer; sets in->len. */
+static int deliver(struct into *in, kvt_obj *obj, int rc)
+{
+    if (obj) {
+        in->len = obj->size;
+        rc = obj->size > in->cap ? KVT_ETOOSMALL : KVT_OK;
+        if (rc == KVT_OK)
+            memcpy(in->buf, obj->data, obj->size);
+        kvt_obj_release(obj);
+    }
+    if (rc == KVT_ETOOSMALL)
+        return kvt__fail(rc, "chunk is %zu bytes, buffer %zu", in->len, in->cap);
+    return rc;
+}
+
+/* kvt_get_into() of one key over the tiers of `sn`. */
+static int get_into_snap(kvt_store *s, kvt__snap *sn, const kvt_key *key, uint64_t gen,
+                         struct into *in, size_t first)
+{
+    for (size_t i = first; i < sn->n; i++) {
+        kvt_obj *obj = NULL;
+        int rc = tier_get(s, sn, i, key, gen, &obj, in);
+        if (obj || in->direct)
+            return deliver(in, obj, rc);
+    }
+    return kvt__fail(KVT_ENOENT, "key not stored in any active tier");
+}
+
 int kvt_get_into(kvt_store *s, const kvt_key *key, void *buf, size_t cap, size_t *len)
 {
-    kvt_obj *obj;
-    if (!buf && cap)
-        return kvt__fail(KVT_EINVAL, "kvt_get_into: buffer is NULL");
-    int rc = kvt_get(s, key, &obj);
-    if (rc != KVT_OK)
-        return rc;
-    if (len)
-        *len = obj->size;
-    if (obj->size > cap)
-        rc = kvt__fail(KVT_ETOOSMALL, "chunk is %zu bytes, buffer %zu", obj->size, cap);
-    else
-        memcpy(buf, obj->data, obj->size);
-    kvt_obj_release(obj);
+    struct into in = {buf, cap, 0, false};
+    NEED(s && key && buf, "kvt_get_into", "store, key or buffer is NULL");
+    atomic_fetch_add(&s->st.retrieve_requests, 1);
+    uint64_t gen = atomic_load(&s->inval_gen);
+    kvt__snap *sn = kvt__snap_get(s);
+    int rc = get_into_snap(s, sn, key, gen, &in, 0);
+    kvt__snap_put(sn);
+    if (len && (rc == KVT_OK || rc == KVT_ETOOSMALL))
+        *len = in.len;
+    if (rc == KVT_OK) {
+        atomic_fetch_add(&s->st.retrieved_chunks, 1);
+        atomic_fetch_add(&s->st.retrieved_tokens, s->chunk_size);
+    }
+    return rc;
+}
+
+/* One tier's share of a batched get: the keys still missing, `idx[0..m)`, as one
+ * batched_get call; a hit is delivered (and promoted), a read the CPU tier has no room
+ * for is redone alone through tier_get(). */
+static void batch_tier(kvt_store *s, kvt__snap *sn, size_t i, uint64_t gen, const kvt_key keys[],
+                       void *const bufs[], const size_t caps[], size_t lens[], int statuses[],
+                       const size_t *idx, size_t m, kvt_key *tmp, kvt_obj **objs, int *sts)
+{
+    kvt__bk *bk = sn->bk[i];
+    if (!get_active(s, sn, i) || !kvt__bk_enter(bk))
+        return;
+    for (size_t j = 0; j < m; j++) {
+        tmp[j] = keys[idx[j]];
+        objs[j] = NULL;
+        sts[j] = KVT_ENOENT;
+    }
+    if (bk->ops->batched_get(bk->state, m, tmp, objs, sts) != KVT_OK)
+        for (size_t j = 0; j < m; j++)
+            sts[j] = KVT_EIO;
+    kvt__bk_leave(bk);
+    for (size_t j = 0; j < m; j++) {
+        size_t k = idx[j];
+        struct into in = {bufs[k], caps[k], 0, false};
+        kvt_obj *obj = sts[j] == KVT_OK ? objs[j] : NULL;
+        if (sts[j] != KVT_OK && objs[j])
+            kvt_obj_release(objs[j]);
+        if (obj) {
+            atomic_fetch_add(&bk->hits, 1);
+            atomic_store(&obj->readonly, true);
+            if (!bk->is_cpu)
+                promote(s, sn, &keys[k], obj, gen);
+        } else if (sts[j] == KVT_ENOMEM) {
+            /* the CPU tier had no room to stage it: read this one alone, into the buffer */
+            kvt_obj *one = NULL;
+            int rc = tier_get(s, sn, i, &keys[k], gen, &one, &in);
+            if (one || in.direct)
+                statuses[k] = deliver(&in, one, rc);
+        } else {
+            atomic_fetch_add(&bk->misses, 1);
+        }
+        if (obj)
+            statuses[k] = deliver(&in, obj, KVT_OK);
+        if (lens && (statuses[k] == KVT_OK || statuses[k] == KVT_ETOOSMALL))
+            lens[k] = in.len;
+    }
+}
+
+int kvt_batched_get_into(kvt_store *s, size_t n, const kvt_key keys[], void *const bufs[],
+                         const size_t caps[], size_t lens[], int statuses[], size_t *hits)
+{
+    size_t nhit = 0, m;
+    if (hits)
+        *hits = 0;
+    NEED(s && (!n || (keys && bufs && caps && statuses)), "kvt_batched_get_into",
+         "store, keys, bufs, caps or statuses is NULL");
+    if (n > SIZE_MAX / (sizeof(kvt_key) + sizeof(size_t) + sizeof(kvt_obj *) + sizeof(int)))
+        return kvt__fail(KVT_EINVAL, "kvt_batched_get_into: %zu keys is too many", n);
+    size_t *idx = malloc(n * sizeof *idx + 1);
+    kvt_key *tmp = malloc(n * sizeof *tmp + 1);
+    kvt_obj **objs = malloc(n * sizeof *objs + 1);
+    int *sts = malloc(n * sizeof *sts + 1);
+    int rc = idx && tmp && objs && sts ? KVT_OK : kvt__fail(KVT_ENOMEM, "cannot allocate a batch");
+    for (size_t k = 0; k < n; k++)
+        statuses[k] = bufs[k] ? KVT_ENOENT : KVT_EINVAL;
+    atomic_fetch_add(&s->st.retrieve_requests, n);
+    uint64_t gen = atomic_load(&s->inval_gen);
+    kvt__snap *sn = kvt__snap_get(s);
+    for (size_t i = 0; rc == KVT_OK && i < sn->n; i++) {
+        m = 0;
+        for (size_t k = 0; k < n; k++)
+            if (statuses[k] == KVT_ENOENT)
+                idx[m++] = k;
+        if (m == 0)
+            break;
+        if (KVT_BACKEND_OPS_HAS(sn->bk[i]->ops, batched_get)) {
+            batch_tier(s, sn, i, gen, keys, bufs, caps, lens, statuses, idx, m, tmp, objs, sts);
+            continue;
+        }
+        for (size_t j = 0; j < m; j++) { /* no batch slot: one by one, in this tier only */
+            size_t k = idx[j];
+            struct into in = {bufs[k], caps[k], 0, false};
+            kvt_obj *obj = NULL;
+            int r = tier_get(s, sn, i, &keys[k], gen, &obj, &in);
+            if (obj || in.direct) {
+                statuses[k] = deliver(&in, obj, r);
+                if (lens)
+                    lens[k] = in.len;
+            }
+        }
+    }
+    kvt__snap_put(sn);
+    for (size_t k = 0; rc == KVT_OK && k < n; k++)
+        nhit += statuses[k] == KVT_OK;
+    atomic_fetch_add(&s->st.retrieved_chunks, nhit);
+    atomic_fetch_add(&s->st.retrieved_tokens, nhit * s->chunk_size);
+    if (hits)
+        *hits = nhit;
+    free(idx);
+    free(tmp);
+    free(objs);
+    free(sts);
     return rc;
 }
 
 int kvt_contains(kvt_store *s, const kvt_key *key, const char **tier)
 {
     const char *found = NULL;
-    if (!key)
-        return kvt__fail(KVT_EINVAL, "kvt_contains: key is NULL");
+    if (tier)
+        *tier = NULL;
+    NEED(s && key, "kvt_contains", "store or key is NULL");
     kvt__snap *sn = kvt__snap_get(s);
     for (size_t i = 0; i < sn->n && !found; i++) {
         kvt__bk *bk = sn->bk[i];
@@ -333,81 +708,149 @@ int kvt_contains(kvt_store *s, const kvt_key *key, const char **tier)
     return found ? KVT_OK : kvt__fail(KVT_ENOENT, "key not stored in any active tier");
 }
 
-static size_t count_prefix(kvt__bk *bk, const kvt_key *keys, size_t n, bool pin)
+/* ------------------------------------------------------------------ lookup, pins */
+
+struct pin_item {
+    kvt__bk *bk; /* referenced */
+    kvt_key key;
+    uint64_t id; /* CPU tier entry id; 0 for other tiers */
+};
+
+struct kvt_pin {
+    size_t n;
+    struct pin_item items[];
+};
+
+/* Counts tier bk's run from keys[0], pinning it into `pin` when given. */
+static size_t tier_prefix(kvt__bk *bk, const kvt_key *keys, size_t n, struct kvt_pin *pin,
+                          uint64_t *ids)
 {
-    if (KVT_BACKEND_OPS_HAS(bk->ops, count_prefix))
-        return bk->ops->count_prefix(bk->state, keys, n, pin);
-    size_t i = 0;
-    while (i < n && bk->ops->contains(bk->state, &keys[i]) == 1)
-        i++;
-    return i;
+    size_t hit = 0;
+    if (pin && bk->is_cpu) {
+        hit = kvt__local_cpu_pin_prefix(bk->state, keys, n, ids);
+    } else if (KVT_BACKEND_OPS_HAS(bk->ops, count_prefix)) {
+        bool can_pin = pin && KVT_BACKEND_OPS_HAS(bk->ops, unpin);
+        hit = bk->ops->count_prefix(bk->state, keys, n, can_pin);
+        if (!can_pin)
+            pin = NULL;
+        for (size_t i = 0; pin && i < hit; i++)
+            ids[i] = 0;
+    } else {
+        while (hit < n && bk->ops->contains(bk->state, &keys[hit]) == 1)
+            hit++;
+        pin = NULL;
+    }
+    for (size_t i = 0; pin && i < hit; i++) {
+        kvt__bk_ref(bk);
+        pin->items[pin->n++] = (struct pin_item){bk, keys[i], ids[i]};
+    }
+    return hit;
 }
 
-int kvt_lookup_prefix(kvt_store *s, const kvt_key keys[], size_t n, unsigned flags, size_t *hits,
-                      kvt_tier_span *spans, size_t max_spans, size_t *nspans)
+int kvt_lookup_prefix(kvt_store *s, const kvt_key keys[], size_t n, size_t *hits,
+                      kvt_tier_span *spans, size_t max_spans, size_t *nspans, kvt_pin **pin)
 {
     size_t pos = 0, k = 0;
-    if (!hits || (!keys && n))
-        return kvt__fail(KVT_EINVAL, "kvt_lookup_prefix: keys or hits is NULL");
+    struct kvt_pin *p = NULL;
+    uint64_t *ids = NULL;
+    if (pin)
+        *pin = NULL;
+    if (nspans)
+        *nspans = 0;
+    NEED(s && hits && (keys || !n) && (spans || !max_spans), "kvt_lookup_prefix",
+         "store, keys, spans or hits is NULL");
+    *hits = 0;
+    if (pin && n) {
+        if (n > (SIZE_MAX - sizeof *p) / (sizeof p->items[0] + sizeof *ids))
+            return kvt__fail(KVT_EINVAL, "kvt_lookup_prefix: %zu keys is too many to pin", n);
+        p = malloc(sizeof *p + n * sizeof p->items[0]);
+        ids = malloc(n * sizeof *ids);
+        if (!p || !ids) {
+            free(p);
+            free(ids);
+            return kvt__fail(KVT_ENOMEM, "cannot allocate a pin handle of %zu keys", n);
+        }
+        p->n = 0;
+    }
     atomic_fetch_add(&s->st.lookup_requests, 1);
     kvt__snap *sn = kvt__snap_get(s);
     for (size_t i = 0; i < sn->n && pos < n; i++) {
         kvt__bk *bk = sn->bk[i];
         if (!get_active(s, sn, i) || !kvt__bk_enter(bk))
             continue;
-        size_t hit = count_prefix(bk, keys + pos, n - pos, flags & KVT_LOOKUP_PIN);
+        size_t hit = tier_prefix(bk, keys + pos, n - pos, p, ids);
         kvt__bk_leave(bk);
         if (hit == 0)
             continue;
-        if (spans && k < max_spans)
+        if (k < max_spans)
             spans[k] = (kvt_tier_span){bk->ops->type_name, pos, hit};
         k++;
         pos += hit;
     }
     kvt__snap_put(sn);
+    free(ids);
     atomic_fetch_add(&s->st.lookup_keys, n);
     atomic_fetch_add(&s->st.lookup_hits, pos);
     *hits = pos;
     if (nspans)
         *nspans = k;
-    return KVT_OK;
-}
-
-int kvt_unpin(kvt_store *s, const kvt_key keys[], size_t n)
-{
-    kvt__snap *sn = kvt__snap_get(s);
-    for (size_t i = 0; i < sn->n; i++) {
-        kvt__bk *bk = sn->bk[i];
-        if (!KVT_BACKEND_OPS_HAS(bk->ops, unpin) || !kvt__bk_enter(bk))
-            continue;
-        for (size_t j = 0; j < n; j++)
-            bk->ops->unpin(bk->state, &keys[j]);
-        kvt__bk_leave(bk);
+    if (p && p->n == 0) {
+        free(p);
+        p = NULL;
     }
-    kvt__snap_put(sn);
+    if (pin)
+        *pin = p;
     return KVT_OK;
 }
 
-/* Runs `fn` (if any) on every backend, bypassed or not, after the writes queued to it
- * before the call. Under the management mutex: no close is half done meanwhile, so a
- * queue being drained by a close cannot be missed, and a removed chunk cannot come back
- * from a put still queued to a tier that closes at the same time. */
-static void each_after_writes(kvt_store *s, void (*fn)(kvt__bk *bk, void *ctx), void *ctx)
+int kvt_unpin(kvt_store *s, kvt_pin *pin)
 {
-    pthread_mutex_lock(&s->mgmt);
-    kvt__snap *sn = kvt__snap_get(s);
-    for (size_t i = 0; i < sn->n; i++) {
-        kvt__bk *bk = sn->bk[i];
-        if (!kvt__bk_enter(bk))
-            continue; /* not reached: backends close only under mgmt */
-        if (bk->wq)
-            kvt__wq_flush(bk->wq);
-        if (fn)
+    NEED(s, "kvt_unpin", "store is NULL");
+    if (!pin)
+        return KVT_OK;
+    for (size_t i = 0; i < pin->n; i++) {
+        struct pin_item *it = &pin->items[i];
+        if (kvt__bk_enter(it->bk)) { /* a closed tier took its pins with it */
+            if (it->bk->is_cpu)
+                kvt__local_cpu_unpin_id(it->bk->state, &it->key, it->id);
+            else
+                it->bk->ops->unpin(it->bk->state, &it->key);
+            kvt__bk_leave(it->bk);
+        }
+        kvt__bk_unref(it->bk);
+    }
+    free(pin);
+    return KVT_OK;
+}
+
+/* ------------------------------------------------------------------ remove, clear, flush */
+
+/* Runs `fn` on every backend open now, active or draining, bypassed or not. Invalidation
+ * comes first: the generation bump stops promotions of reads already in flight, and each
+ * queue drops its pending writes of the key, so no write queued before the call brings
+ * the chunk back. A write of the key already in progress is waited for up to
+ * write_queue_timeout_ms (a healthy tier finishes), and a hung one is undone by the queue
+ * worker when it returns; unrelated writes are never waited for. */
+static void invalidate(kvt_store *s, const kvt_key *key, void (*fn)(kvt__bk *bk, void *ctx),
+                       void *ctx)
+{
+    kvt__bk *bks[2 * KVT_MAX_BACKENDS];
+    atomic_fetch_add(&s->inval_gen, 1);
+    struct timespec deadline = kvt__deadline(atomic_load(&s->wq_timeout_ms));
+    size_t n = kvt__open_backends(s, bks);
+    for (size_t i = 0; i < n; i++) {
+        kvt__bk *bk = bks[i];
+        if (bk->wq) {
+            size_t c = kvt__wq_cancel(bk->wq, key, &deadline);
+            atomic_fetch_add(&bk->cancelled, c);
+            atomic_fetch_add(&s->st.wt_cancelled, c);
+        }
+        if (kvt__bk_enter_any(bk)) {
             fn(bk, ctx);
-        kvt__bk_leave(bk);
+            kvt__bk_leave(bk);
+        }
+        kvt__bk_unref(bk);
     }
-    kvt__snap_put(sn);
-    pthread_mutex_unlock(&s->mgmt);
 }
 
 struct remove_ctx {
@@ -424,9 +867,10 @@ static void remove_one(kvt__bk *bk, void *ctx)
 int kvt_remove(kvt_store *s, const kvt_key *key, size_t *removed)
 {
     struct remove_ctx c = {key, 0};
-    if (!key)
-        return kvt__fail(KVT_EINVAL, "kvt_remove: key is NULL");
-    each_after_writes(s, remove_one, &c);
+    if (removed)
+        *removed = 0;
+    NEED(s && key, "kvt_remove", "store or key is NULL");
+    invalidate(s, key, remove_one, &c);
     if (removed)
         *removed = c.removed;
     return KVT_OK;
@@ -448,76 +892,77 @@ static void clear_one(kvt__bk *bk, void *ctx)
 int kvt_clear(kvt_store *s, uint64_t *tokens)
 {
     struct clear_ctx c = {0, KVT_OK};
-    each_after_writes(s, clear_one, &c);
+    if (tokens)
+        *tokens = 0;
+    NEED(s, "kvt_clear", "store is NULL");
+    invalidate(s, NULL, clear_one, &c);
     if (tokens)
         *tokens = c.tokens;
     return c.rc;
 }
 
-int kvt_flush(kvt_store *s)
+int kvt_flush(kvt_store *s, int64_t timeout_ms)
 {
-    each_after_writes(s, NULL, NULL);
-    return KVT_OK;
+    kvt__bk *bks[2 * KVT_MAX_BACKENDS];
+    uint64_t marks[2 * KVT_MAX_BACKENDS];
+    NEED(s, "kvt_flush", "store is NULL");
+    struct timespec deadline = kvt__deadline(timeout_ms);
+    size_t n = kvt__open_backends(s, bks);
+    for (size_t i = 0; i < n; i++)
+        marks[i] = bks[i]->wq ? kvt__wq_mark(bks[i]->wq) : 0;
+    int rc = KVT_OK;
+    for (size_t i = 0; i < n; i++) {
+        if (rc == KVT_OK && bks[i]->wq && kvt__wq_wait(bks[i]->wq, marks[i], &deadline) != KVT_OK)
+            rc = kvt__fail(KVT_ETIMEDOUT, "flush timed out after %lld ms: %s still has %zu "
+                           "writes pending", (long long)timeout_ms, bks[i]->name,
+                           kvt__wq_pending(bks[i]->wq));
+        kvt__bk_unref(bks[i]);
+    }
+    return rc;
 }
 
 /* ------------------------------------------------------------------ state, stats, config */
 
 int kvt_store_set_freeze(kvt_store *s, bool on)
 {
+    NEED(s, "kvt_store_set_freeze", "store is NULL");
     bool was = atomic_exchange(&s->frozen, on);
     if (was != on)
         kvt__log(&s->log, KVT_LOG_INFO, "store", "event=freeze on=%d", on);
     return KVT_OK;
 }
 
-bool kvt_store_frozen(kvt_store *s) { return atomic_load(&s->frozen); }
-
-int kvt_backend_get_stats(kvt_store *s, const char *name, kvt_backend_stats *out)
-{
-    memset(out, 0, sizeof *out);
-    kvt__snap *sn = kvt__snap_get(s);
-    kvt__bk *bk = kvt__snap_find(sn, name);
-    if (bk) {
-        if (kvt__bk_enter(bk)) {
-            if (KVT_BACKEND_OPS_HAS(bk->ops, stats))
-                bk->ops->stats(bk->state, out);
-            out->queued = bk->wq ? kvt__wq_pending(bk->wq) : 0;
-            kvt__bk_leave(bk);
-        }
-        out->hits = atomic_load(&bk->hits);
-        out->misses = atomic_load(&bk->misses);
-        out->puts = atomic_load(&bk->puts);
-        out->put_failures = atomic_load(&bk->put_failures);
-    }
-    kvt__snap_put(sn);
-    return bk ? KVT_OK : kvt__bk_not_found(name);
-}
+bool kvt_store_frozen(kvt_store *s) { return s && atomic_load(&s->frozen); }
 
 int kvt_store_get_stats(kvt_store *s, kvt_store_stats *out)
 {
+    NEED(s && out, "kvt_store_get_stats", "store or out is NULL");
+#define LOAD(f) .f = atomic_load(&s->st.f)
     *out = (kvt_store_stats){
-        .store_requests = atomic_load(&s->st.store_requests),
-        .retrieve_requests = atomic_load(&s->st.retrieve_requests),
-        .lookup_requests = atomic_load(&s->st.lookup_requests),
-        .stored_chunks = atomic_load(&s->st.stored_chunks),
-        .retrieved_chunks = atomic_load(&s->st.retrieved_chunks),
-        .stored_tokens = atomic_load(&s->st.stored_tokens),
-        .retrieved_tokens = atomic_load(&s->st.retrieved_tokens),
-        .promotions = atomic_load(&s->st.promotions),
-        .lookup_keys = atomic_load(&s->st.lookup_keys),
-        .lookup_hits = atomic_load(&s->st.lookup_hits),
-        .wt_enqueued = atomic_load(&s->st.wt_enqueued),
-        .wt_done = atomic_load(&s->st.wt_done),
-        .wt_failed = atomic_load(&s->st.wt_failed),
+        LOAD(store_requests), LOAD(retrieve_requests), LOAD(lookup_requests),
+        LOAD(stored_chunks),  LOAD(retrieved_chunks),  LOAD(promotions),
+        LOAD(stored_tokens),  LOAD(retrieved_tokens),  LOAD(lookup_keys),
+        LOAD(lookup_hits),    LOAD(wt_enqueued),       LOAD(wt_done),
+        LOAD(wt_failed),      LOAD(wt_skipped),        LOAD(wt_cancelled),
+        LOAD(puts_frozen),    LOAD(puts_unstored),     LOAD(get_unstaged),
     };
+#undef LOAD
     return KVT_OK;
 }
 
 int kvt_store_conf_update(kvt_store *s, size_t n, const char *const keys[],
                           const char *const values[], size_t *bad_key)
 {
+    int64_t wq_ms = 0, close_ms = 0;
+    NEED(s && (!n || (keys && values)), "kvt_store_conf_update", "store, keys or values is NULL");
     pthread_mutex_lock(&s->mgmt);
     int rc = kvt_config_patch(s->cfg, n, keys, values, true, bad_key);
+    if (rc == KVT_OK) {
+        kvt_config_get_int(s->cfg, "write_queue_timeout_ms", &wq_ms);
+        kvt_config_get_int(s->cfg, "backend_close_timeout_ms", &close_ms);
+        atomic_store(&s->wq_timeout_ms, wq_ms);
+        atomic_store(&s->close_timeout_ms, close_ms);
+    }
     pthread_mutex_unlock(&s->mgmt);
     if (rc == KVT_OK)
         for (size_t i = 0; i < n; i++)
@@ -527,6 +972,9 @@ int kvt_store_conf_update(kvt_store *s, size_t n, const char *const keys[],
 
 int kvt_store_conf_dup(kvt_store *s, kvt_config **out)
 {
+    NEED(out, "kvt_store_conf_dup", "out is NULL");
+    *out = NULL;
+    NEED(s, "kvt_store_conf_dup", "store is NULL");
     pthread_mutex_lock(&s->mgmt);
     int rc = kvt_config_dup(s->cfg, out);
     pthread_mutex_unlock(&s->mgmt);

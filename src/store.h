@@ -6,12 +6,14 @@
  * - A snapshot is immutable: the tier-ordered backends plus derived masks (bypass, get
  *   and put filters). Registry changes publish a new one under the write side.
  * - Each backend counts the data-path calls inside it (`active`). A call enters only while
- *   the backend is not closing. Close unpublishes the backend, marks it closing, waits for
- *   `active` to reach zero, drains its write queue, and only then destroys it. Snapshots
- *   keep the struct's memory alive, never its state.
- * - s->mgmt serialises registry operations and guards s->cfg. flush, remove and clear
- *   hold it too, so no backend is half-closed while they wait for write queues. The rwlock is never held
- *   while waiting for anything, and no log line is emitted under it. */
+ *   the backend is not closing (kvt__bk_enter), or, for remove/clear/stats, while it is not
+ *   dead (kvt__bk_enter_any). Close unpublishes the backend, marks it closing, refuses
+ *   pushes to its queue and lists it in s->draining; its queue worker then writes (or, when
+ *   forced, drops) what is queued, marks it dead, waits for `active` to reach zero and
+ *   destroys it. Closers wait for that with a deadline and without any lock.
+ * - s->mgmt serialises registry operations for moments only: it guards s->cfg, the bypass
+ *   names and s->draining, and is never held while waiting for a tier. No log line is
+ *   emitted under it or under reg_lock (backends' lines from create() are held back). */
 #ifndef KVTIER_STORE_H
 #define KVTIER_STORE_H
 
@@ -27,12 +29,18 @@ struct kvt_backend_env {
     struct kvt__bk *bk;
 };
 
+enum { KVT__BK_ACTIVE, KVT__BK_DRAINING, KVT__BK_CLOSED };
+
+#define KVT__DEFER_LINES 16
+
 typedef struct kvt__bk {
-    atomic_uint refs;   /* snapshots and registry operations holding the struct */
-    atomic_int closing; /* set once; enter() fails from then on */
+    atomic_uint refs;   /* snapshots, the draining list, pins and callers holding the struct */
+    atomic_int closing; /* set once: kvt__bk_enter() fails from then on */
+    atomic_int dead;    /* set once before destroy: kvt__bk_enter_any() fails too */
     atomic_long active; /* data-path calls inside the backend */
+    atomic_int phase;   /* KVT__BK_* */
     pthread_mutex_t drain_mu;
-    pthread_cond_t drain_cv;
+    pthread_cond_t drain_cv; /* active reached 0, or phase became CLOSED; monotonic clock */
     const struct kvt_backend_ops *ops;
     void *state;
     kvt__wq *wq; /* write-through queue; NULL for the CPU tier (synchronous) */
@@ -41,7 +49,15 @@ typedef struct kvt__bk {
     unsigned rank; /* tier order */
     bool is_cpu;
     char name[KVT_NAME_MAX];
-    atomic_uint_fast64_t hits, misses, puts, put_failures;
+    atomic_uint_fast64_t hits, misses, puts, put_failures, skipped, cancelled, abandoned;
+    /* Lines the backend logged while the store held mgmt (create), sent after. */
+    pthread_mutex_t log_mu;
+    bool defer_log;
+    size_t ndeferred;
+    struct {
+        kvt_log_level level;
+        char msg[256];
+    } deferred[KVT__DEFER_LINES];
 } kvt__bk;
 
 typedef struct kvt__snap {
@@ -61,8 +77,15 @@ struct kvt_store {
     kvt_config *cfg; /* guarded by mgmt */
     char bypass[KVT_MAX_BACKENDS][KVT_NAME_MAX]; /* names, guarded by mgmt */
     size_t nbypass;
+    kvt__bk *draining[KVT_MAX_BACKENDS]; /* closed, not yet reaped; guarded by mgmt */
+    size_t ndraining;
     atomic_bool frozen;
     kvt_log_handler log;
+    kvt__pool *pool; /* the CPU budget; NULL without max_local_cpu_size */
+    /* Bumped by every remove and clear before it touches a tier: a promotion that read
+     * its chunk under an older value does not reinstate it (checked under the CPU lock). */
+    atomic_uint_fast64_t inval_gen;
+    atomic_int_fast64_t wq_timeout_ms, close_timeout_ms; /* runtime-mutable */
     /* Fixed at open: not runtime-mutable keys. */
     uint32_t chunk_size;
     size_t write_queue_depth;
@@ -74,7 +97,8 @@ struct kvt_store {
         atomic_uint_fast64_t stored_chunks, retrieved_chunks, promotions;
         atomic_uint_fast64_t stored_tokens, retrieved_tokens;
         atomic_uint_fast64_t lookup_keys, lookup_hits;
-        atomic_uint_fast64_t wt_enqueued, wt_done, wt_failed;
+        atomic_uint_fast64_t wt_enqueued, wt_done, wt_failed, wt_skipped, wt_cancelled;
+        atomic_uint_fast64_t puts_frozen, puts_unstored, get_unstaged;
     } st;
 };
 
@@ -83,7 +107,9 @@ kvt__snap *kvt__snap_get(kvt_store *s);
 void kvt__snap_put(kvt__snap *sn);
 /* Backend entry/exit around every data-path call. */
 bool kvt__bk_enter(kvt__bk *bk);
+bool kvt__bk_enter_any(kvt__bk *bk);
 void kvt__bk_leave(kvt__bk *bk);
+void kvt__bk_ref(kvt__bk *bk);
 void kvt__bk_unref(kvt__bk *bk);
 
 /* Registry (registry.c). */
@@ -92,10 +118,27 @@ void kvt__registry_close_all(kvt_store *s);
 kvt__bk *kvt__snap_find(kvt__snap *sn, const char *name);
 /* KVT_ENOENT with the detail "Backend <name> not found" (LMCache's text). */
 int kvt__bk_not_found(const char *name);
+/* Is `name` a backend type (built in, even if not in this build, or registered)? */
+bool kvt__type_known(const char *name);
+/* Every backend open now, active ones in tier order then draining ones, each with a
+ * reference the caller drops with kvt__bk_unref(). Returns how many. */
+size_t kvt__open_backends(kvt_store *s, kvt__bk *out[2 * KVT_MAX_BACKENDS]);
+/* Sends the lines a backend logged while they were held back. No lock held. */
+void kvt__bk_flush_log(kvt__bk *bk);
 
 /* The built-in CPU tier (backends/local_cpu). */
 extern const struct kvt_backend_ops kvt__local_cpu_ops;
 int kvt__local_cpu_alloc(void *state, size_t size, const kvt_chunk_meta *meta, kvt_obj **out);
 bool kvt__local_cpu_owns(void *state, const kvt_obj *obj);
+bool kvt__local_cpu_stores(void *state);
+/* Inserts `obj` unless *gen moved past `seen` (a remove or clear ran since the read). */
+int kvt__local_cpu_promote(void *state, const kvt_key *key, kvt_obj *obj,
+                           const atomic_uint_fast64_t *gen, uint64_t seen);
+/* Pins the leading stored keys; ids[i] identifies the entry pinned for keys[i]. */
+size_t kvt__local_cpu_pin_prefix(void *state, const kvt_key *keys, size_t n, uint64_t *ids);
+/* Drops one pin of the entry `id` of `key`, if it is still that entry. */
+void kvt__local_cpu_unpin_id(void *state, const kvt_key *key, uint64_t id);
+/* The store's CPU pool, for the CPU tier's create(). */
+kvt__pool *kvt__env_pool(const kvt_backend_env *env);
 
 #endif

@@ -1,9 +1,11 @@
 /* kvtier — bounded write-through queue.
  *
- * A ring of (key, object) items and one worker. Producers block while the ring is full:
- * backpressure, never a silent drop, so a chunk the caller was told is stored reaches
- * every tier that was active when it was put. Flush waits on sequence numbers rather
- * than on "empty", so a steady stream of new puts cannot starve it. */
+ * A ring of (key, object) items and one worker. A producer waits while the ring is full,
+ * but only until its deadline (write_queue_timeout_ms) or until the queue refuses pushes
+ * (the tier was bypassed or is closing): a slow or hung tier costs a put a bounded time,
+ * never forever, and the caller learns that this tier's copy was skipped. Flush waits on
+ * sequence numbers rather than on "empty", so a steady stream of puts cannot starve it.
+ * Cancelled items stay in the ring with no object, so sequence numbers stay exact. */
 #include <pthread.h>
 #include <stdlib.h>
 
@@ -11,7 +13,7 @@
 
 struct item {
     kvt_key key;
-    kvt_obj *obj;
+    kvt_obj *obj; /* NULL: cancelled */
 };
 
 struct kvt__wq {
@@ -20,11 +22,48 @@ struct kvt__wq {
     struct item *ring;
     size_t depth, head, count;
     uint64_t pushed, done; /* sequence numbers: items pushed / fully processed */
-    bool stopping;
+    bool refuse, stopping, abandon;
+    bool writing;  /* the worker is inside fn() with `current` */
+    bool undo;     /* ...and a cancel gave up waiting for it: undo it after */
+    kvt_key current;
     pthread_t thread;
     kvt__wq_fn fn;
+    kvt__wq_undo_fn undo_fn;
+    kvt__wq_done_fn done_fn;
     void *ud;
 };
+
+struct timespec kvt__deadline(int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    if (ms < 0 || ms > INT32_MAX * 1000LL) {
+        ts.tv_sec = INT64_MAX / 2; /* never */
+        return ts;
+    }
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+/* Waits on `cv`; false once `deadline` has passed. mu held. */
+static bool wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, const struct timespec *deadline)
+{
+    return pthread_cond_timedwait(cv, mu, deadline) != ETIMEDOUT;
+}
+
+static void cond_init_monotonic(pthread_cond_t *cv)
+{
+    pthread_condattr_t a;
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    pthread_cond_init(cv, &a);
+    pthread_condattr_destroy(&a);
+}
 
 static void *worker(void *arg)
 {
@@ -39,17 +78,30 @@ static void *worker(void *arg)
         q->head = (q->head + 1) % q->depth;
         q->count--;
         pthread_cond_signal(&q->not_full);
-        pthread_mutex_unlock(&q->mu);
-        q->fn(q->ud, &it.key, it.obj);
-        pthread_mutex_lock(&q->mu);
+        if (it.obj) {
+            bool abandoned = q->abandon;
+            q->writing = !abandoned;
+            q->current = it.key;
+            pthread_mutex_unlock(&q->mu);
+            q->fn(q->ud, &it.key, it.obj, abandoned);
+            pthread_mutex_lock(&q->mu);
+            if (q->undo) {
+                pthread_mutex_unlock(&q->mu);
+                q->undo_fn(q->ud, &it.key);
+                pthread_mutex_lock(&q->mu);
+                q->undo = false;
+            }
+            q->writing = false;
+        }
         q->done++;
         pthread_cond_broadcast(&q->progress);
     }
     pthread_mutex_unlock(&q->mu);
+    q->done_fn(q->ud);
     return NULL;
 }
 
-static void wq_free(kvt__wq *q)
+static void wq_destroy(kvt__wq *q)
 {
     pthread_mutex_destroy(&q->mu);
     pthread_cond_destroy(&q->not_empty);
@@ -59,66 +111,151 @@ static void wq_free(kvt__wq *q)
     free(q);
 }
 
-int kvt__wq_new(size_t depth, kvt__wq_fn fn, void *ud, kvt__wq **out)
+int kvt__wq_new(size_t depth, kvt__wq_fn fn, kvt__wq_undo_fn undo, kvt__wq_done_fn done, void *ud,
+                kvt__wq **out)
 {
     kvt__wq *q = calloc(1, sizeof *q);
     *out = NULL;
-    if (!q || !(q->ring = calloc(depth, sizeof *q->ring))) {
+    if (!q || depth == 0 || !(q->ring = calloc(depth, sizeof *q->ring))) {
         free(q);
         return kvt__fail(KVT_ENOMEM, "cannot allocate write queue of depth %zu", depth);
     }
     q->depth = depth;
     q->fn = fn;
+    q->undo_fn = undo;
+    q->done_fn = done;
     q->ud = ud;
     pthread_mutex_init(&q->mu, NULL);
     pthread_cond_init(&q->not_empty, NULL);
-    pthread_cond_init(&q->not_full, NULL);
-    pthread_cond_init(&q->progress, NULL);
+    cond_init_monotonic(&q->not_full);
+    cond_init_monotonic(&q->progress);
     if (pthread_create(&q->thread, NULL, worker, q) != 0) {
-        wq_free(q);
+        wq_destroy(q);
         return kvt__fail(KVT_ENOMEM, "cannot start write-through thread");
     }
     *out = q;
     return KVT_OK;
 }
 
-void kvt__wq_push(kvt__wq *q, const kvt_key *key, kvt_obj *obj)
+int kvt__wq_push(kvt__wq *q, const kvt_key *key, kvt_obj *obj, const struct timespec *deadline)
+{
+    int rc = KVT_OK;
+    pthread_mutex_lock(&q->mu);
+    while (!q->refuse && q->count == q->depth && rc == KVT_OK)
+        if (!wait_until(&q->not_full, &q->mu, deadline))
+            rc = KVT_ETIMEDOUT;
+    if (q->refuse)
+        rc = KVT_ECLOSED;
+    else if (q->count < q->depth)
+        rc = KVT_OK; /* room appeared as the wait timed out */
+    if (rc == KVT_OK) {
+        struct item *it = &q->ring[(q->head + q->count) % q->depth];
+        it->key = *key;
+        it->obj = obj;
+        q->count++;
+        q->pushed++;
+        pthread_cond_signal(&q->not_empty);
+    }
+    pthread_mutex_unlock(&q->mu);
+    return rc;
+}
+
+void kvt__wq_refuse(kvt__wq *q, bool on)
 {
     pthread_mutex_lock(&q->mu);
-    while (q->count == q->depth)
-        pthread_cond_wait(&q->not_full, &q->mu);
-    struct item *it = &q->ring[(q->head + q->count) % q->depth];
-    it->key = *key;
-    it->obj = obj;
-    q->count++;
-    q->pushed++;
-    pthread_cond_signal(&q->not_empty);
+    q->refuse = on || q->stopping;
+    pthread_cond_broadcast(&q->not_full);
     pthread_mutex_unlock(&q->mu);
 }
 
-void kvt__wq_flush(kvt__wq *q)
+size_t kvt__wq_cancel(kvt__wq *q, const kvt_key *key, const struct timespec *deadline)
+{
+    kvt_obj *drop[64];
+    size_t n = 0, total = 0;
+    pthread_mutex_lock(&q->mu);
+    for (size_t i = 0; i < q->count; i++) {
+        struct item *it = &q->ring[(q->head + i) % q->depth];
+        if (!it->obj || (key && !kvt_key_equal(&it->key, key)))
+            continue;
+        if (n == KVT__ARRAY_LEN(drop)) { /* release outside the lock, in batches */
+            pthread_mutex_unlock(&q->mu);
+            for (size_t k = 0; k < n; k++)
+                kvt_obj_release(drop[k]);
+            n = 0;
+            pthread_mutex_lock(&q->mu);
+            i = (size_t)-1; /* the ring may have moved: rescan; cancelled items are skipped */
+            continue;
+        }
+        drop[n++] = it->obj;
+        it->obj = NULL;
+        total++;
+    }
+    /* A write of the key in progress would bring it back after the caller removed it. */
+    bool timed_out = false;
+    while (q->writing && !q->undo && (!key || kvt_key_equal(&q->current, key)) && !timed_out)
+        timed_out = !wait_until(&q->progress, &q->mu, deadline);
+    if (q->writing && (!key || kvt_key_equal(&q->current, key)))
+        q->undo = true;
+    pthread_mutex_unlock(&q->mu);
+    for (size_t k = 0; k < n; k++)
+        kvt_obj_release(drop[k]);
+    return total;
+}
+
+uint64_t kvt__wq_mark(kvt__wq *q)
 {
     pthread_mutex_lock(&q->mu);
-    uint64_t target = q->pushed;
-    while (q->done < target)
-        pthread_cond_wait(&q->progress, &q->mu);
+    uint64_t m = q->pushed;
     pthread_mutex_unlock(&q->mu);
+    return m;
+}
+
+int kvt__wq_wait(kvt__wq *q, uint64_t mark, const struct timespec *deadline)
+{
+    int rc = KVT_OK;
+    pthread_mutex_lock(&q->mu);
+    while (q->done < mark && rc == KVT_OK)
+        if (!wait_until(&q->progress, &q->mu, deadline) && q->done < mark)
+            rc = KVT_ETIMEDOUT;
+    pthread_mutex_unlock(&q->mu);
+    return rc;
 }
 
 size_t kvt__wq_pending(kvt__wq *q)
 {
     pthread_mutex_lock(&q->mu);
-    size_t n = q->count;
+    size_t n = (size_t)(q->pushed - q->done);
     pthread_mutex_unlock(&q->mu);
     return n;
 }
 
-void kvt__wq_drain_free(kvt__wq *q)
+void kvt__wq_stop(kvt__wq *q, bool abandon)
 {
     pthread_mutex_lock(&q->mu);
-    q->stopping = true;
+    q->stopping = q->refuse = true;
+    q->abandon |= abandon;
+    pthread_cond_broadcast(&q->not_full);
     pthread_cond_signal(&q->not_empty);
+    /* Abandoned items go now, not when a hung write in progress returns. */
+    while (abandon && q->count > 0) {
+        struct item it = q->ring[q->head];
+        q->head = (q->head + 1) % q->depth;
+        q->count--;
+        pthread_mutex_unlock(&q->mu);
+        if (it.obj)
+            q->fn(q->ud, &it.key, it.obj, true);
+        pthread_mutex_lock(&q->mu);
+        q->done++;
+        pthread_cond_broadcast(&q->progress);
+    }
     pthread_mutex_unlock(&q->mu);
+}
+
+void kvt__wq_free(kvt__wq *q)
+{
+    if (!q)
+        return;
+    kvt__wq_stop(q, false);
     pthread_join(q->thread, NULL);
-    wq_free(q);
+    wq_destroy(q);
 }

@@ -2,22 +2,48 @@
 #ifndef KVTIER_WQUEUE_H
 #define KVTIER_WQUEUE_H
 
+#include <time.h>
+
 #include "internal.h"
 
 typedef struct kvt__wq kvt__wq;
 
-/* Called on the worker thread for each item, in queue order; it owns `obj`'s reference. */
-typedef void (*kvt__wq_fn)(void *ud, const kvt_key *key, kvt_obj *obj);
+/* Called on the worker thread for each item, in queue order; it owns `obj`'s reference.
+ * `abandoned`: a forced close dropped the item, which is not to be written. */
+typedef void (*kvt__wq_fn)(void *ud, const kvt_key *key, kvt_obj *obj, bool abandoned);
+/* Called on the worker thread after a write that a cancel invalidated while it ran: the
+ * tier must forget `key` again. */
+typedef void (*kvt__wq_undo_fn)(void *ud, const kvt_key *key);
+/* Called once on the worker thread after the queue stopped and emptied. */
+typedef void (*kvt__wq_done_fn)(void *ud);
 
-int kvt__wq_new(size_t depth, kvt__wq_fn fn, void *ud, kvt__wq **out);
-/* Queues one item, taking over the caller's reference to `obj`. Blocks while full. */
-void kvt__wq_push(kvt__wq *q, const kvt_key *key, kvt_obj *obj);
-/* Waits until every item pushed before the call has been processed. */
-void kvt__wq_flush(kvt__wq *q);
-/* Items waiting (not counting the one being written). */
+/* Deadlines are CLOCK_MONOTONIC; kvt__deadline(ms < 0) is "never". */
+struct timespec kvt__deadline(int64_t ms);
+
+int kvt__wq_new(size_t depth, kvt__wq_fn fn, kvt__wq_undo_fn undo, kvt__wq_done_fn done, void *ud,
+                kvt__wq **out);
+/* Queues one item, taking over the caller's reference to `obj` on KVT_OK only. Waits
+ * while the queue is full, up to `deadline`: KVT_ETIMEDOUT then, KVT_ECLOSED when the
+ * queue refuses pushes (bypass, close) before or while waiting. */
+int kvt__wq_push(kvt__wq *q, const kvt_key *key, kvt_obj *obj, const struct timespec *deadline);
+/* Refuse pushes (and release the waiting ones) or take them again. */
+void kvt__wq_refuse(kvt__wq *q, bool on);
+/* Drops the queued writes of `key` (NULL: all), releasing their references, and returns
+ * how many. A write of it in progress is waited for until `deadline`; past it (a hung
+ * tier) the write is marked, and the worker undoes it when it returns. Writes of other
+ * keys are never waited for. */
+size_t kvt__wq_cancel(kvt__wq *q, const kvt_key *key, const struct timespec *deadline);
+/* Sequence number of the last item pushed; kvt__wq_wait() waits until it is processed. */
+uint64_t kvt__wq_mark(kvt__wq *q);
+/* KVT_OK once every item up to `mark` is processed (written, failed, cancelled or
+ * abandoned), KVT_ETIMEDOUT at `deadline`. */
+int kvt__wq_wait(kvt__wq *q, uint64_t mark, const struct timespec *deadline);
+/* Items queued or being written. */
 size_t kvt__wq_pending(kvt__wq *q);
-/* Processes everything still queued, stops the worker and frees the queue. No push may
- * run concurrently or follow (the store guarantees it by draining the tier first). */
-void kvt__wq_drain_free(kvt__wq *q);
+/* Stops taking pushes; the worker writes (or, `abandon`, drops) what is queued, calls
+ * `done` and exits. Returns at once; may be called again to escalate to `abandon`. */
+void kvt__wq_stop(kvt__wq *q, bool abandon);
+/* Joins the worker (after `done` ran, or it blocks until then) and frees the queue. */
+void kvt__wq_free(kvt__wq *q);
 
 #endif

@@ -1,8 +1,9 @@
 /* kvtier — prints docs/configuration.md from the descriptor table.
  *
- * It reads the table only through the public kvt_config_key_count()/kvt_config_key_at(),
- * so the reference cannot describe keys the library does not have. The config_doc_current
- * test fails when the committed file differs from this program's output. */
+ * It reads the tables only through the public kvt_config_key_at() and
+ * kvt_config_ignored_key_at(), so the reference cannot describe keys the library does not
+ * have. The config_doc_current test fails when the committed file differs from this
+ * program's output. */
 #include <stdio.h>
 #include <string.h>
 
@@ -51,16 +52,29 @@ static void intro(void)
          "`LMCACHE_` followed by the key in upper case (`chunk_size` -> `LMCACHE_CHUNK_SIZE`).\n"
          "API values are set with `kvt_config_set*()` and `kvt_config_patch()`.\n"
          "\n"
-         "Text values (environment, `kvt_config_set()`, `POST /conf`, YAML scalars) are converted\n"
-         "to the key's type: booleans accept `true/false/1/0/yes/no` in any case; integers must\n"
-         "be whole decimal numbers within the key's range; floats must be finite; lists are CSV\n"
-         "(spaces around items are trimmed, empty items dropped). For keys without a default,\n"
-         "`\"\"` or `null` unsets the value. Unknown keys and bad values are errors that name\n"
-         "the key and the value, and every multi-key load or patch is all or nothing.\n"
+         "Text values (environment, `kvt_config_set()`, `POST /conf`, quoted YAML scalars) are\n"
+         "converted to the key's type: booleans accept `true/false/1/0/yes/no` in any case;\n"
+         "integers must be whole decimal numbers within the key's range; floats must be finite\n"
+         "and within the key's range; lists are CSV (spaces around items are trimmed, empty\n"
+         "items dropped). For keys without a default, `\"\"` or `null` unsets the value.\n"
+         "Unknown keys and bad values are errors that name the key and quote the value as it\n"
+         "was written, and every multi-key load or patch is all or nothing.\n"
+         "\n"
+         "Plain (unquoted) YAML scalars are typed first by YAML 1.1's rules, the way PyYAML\n"
+         "reads LMCache's files: booleans also accept `on/off/y/n` (and `yes/no/true/false`)\n"
+         "in lower, Capitalised or UPPER case; integers `0400` (octal: 256), `0x1F`, `0b101`\n"
+         "and `1_000`; floats `1_024.5` and `.5`. Quoted scalars (`\"0400\"`, `'on'`) are\n"
+         "text. The environment keeps the text rules above.\n"
+         "\n"
+         "Limits: a config file larger than 1 MiB, and a YAML or JSON document (file or\n"
+         "`LMCACHE_EXTRA_CONFIG`) nested deeper than 32 levels, are refused before any value\n"
+         "is read, in time linear in their size; a flat config nests 3 levels.\n"
          "\n"
          "Keys named `extra_config.<subkey>` are LMCache's `extra_config` map: in a file they\n"
          "are written inside an `extra_config:` mapping, in the environment as one JSON object\n"
-         "(`LMCACHE_EXTRA_CONFIG='{\"disk_io_threads\": 8}'`), merged per subkey.\n"
+         "(`LMCACHE_EXTRA_CONFIG='{\"disk_io_threads\": 8}'`), merged per subkey. `extra_config`\n"
+         "entries `storage_plugin.*`, `remote_storage_plugin.*` and `external_backend.*` are\n"
+         "refused: kvtier never loads code from configuration.\n"
          "\n"
          "Keys marked runtime-mutable may be changed on a running store (`POST /conf`,\n"
          "`kvt_store_conf_update()`); they take effect when a backend is next created or\n"
@@ -68,11 +82,47 @@ static void intro(void)
          "\"Config is not mutable at runtime\". Secret values (the admin token, passwords in\n"
          "`remote_url`) are masked whenever the configuration is shown.\n"
          "\n"
-         "`storage_plugins`, `external_backends`, `remote_storage_plugins`, `enable_pd`,\n"
-         "`enable_p2p` and `maru_path` are LMCache features kvtier lacks: they are recognised\n"
-         "so that their disabled values pass, and anything else fails. So do `extra_config`\n"
-         "entries `storage_plugin.*`, `remote_storage_plugin.*` and `external_backend.*`:\n"
-         "kvtier never loads code from configuration.\n");
+         "An `LMCACHE_*` variable that sets no key (`LMCACHE_CHUNKSIZE`) is no error, since it\n"
+         "may be LMCache's own, but the store logs a warning naming it and the nearest known\n"
+         "variable when it opens. `LMCACHE_CONFIG_FILE`, `LMCACHE_EXTRA_CONFIG`,\n"
+         "`LMCACHE_LOG_LEVEL` and `LMCACHE_TRACK_USAGE` are not warned about.\n");
+}
+
+/* The LMCache keys kvtier lacks, after the main table. */
+static int ignored_keys(void)
+{
+    puts("\n## LMCache keys kvtier lacks\n"
+         "\n"
+         "These LMCache keys name features kvtier does not have. A file, the environment\n"
+         "(`LMCACHE_` and the key in upper case) or a setter may give them the value that\n"
+         "leaves the feature off, which is accepted and ignored (the store logs it once, at\n"
+         "INFO, when it opens); any other value is an error naming the key and the feature.\n"
+         "They hold no value, and `POST /conf` calls them unknown, as LMCache does.\n"
+         "\n"
+         "| Key | Type | Accepted value | Any other value asks for |\n"
+         "|---|---|---|---|");
+    for (size_t i = 0; i < kvt_config_ignored_key_count(); i++) {
+        kvt_config_ignored_key g;
+        if (kvt_config_ignored_key_at(i, &g) != KVT_OK) {
+            fprintf(stderr, "kvt_config_ignored_key_at(%zu): %s\n", i, kvt_last_error());
+            return 1;
+        }
+        printf("| `%s` | %s | ", g.name, type_name(g.type));
+        if (!g.disabled_text) {
+            fputs("any (no meaning in kvtier)", stdout);
+        } else if (g.disabled_text[0]) {
+            /* Quoted strings: Markdown would trim the spaces of " # # " in a code span. */
+            fputs(g.type == KVT_CONF_STRING ? "`\"" : "`", stdout);
+            cell(g.disabled_text);
+            fputs(g.type == KVT_CONF_STRING ? "\"`" : "`", stdout);
+        } else {
+            fputs(g.type == KVT_CONF_LIST ? "*unset* or empty" : "*unset*", stdout);
+        }
+        fputs(" | ", stdout);
+        cell(g.feature);
+        puts(" |");
+    }
+    return 0;
 }
 
 int main(void)
@@ -105,5 +155,7 @@ int main(void)
             fputs(" (secret)", stdout);
         puts(" |");
     }
+    if (ignored_keys() != 0)
+        return 1;
     return ferror(stdout) ? 1 : 0;
 }

@@ -10,6 +10,8 @@ jobs=$(nproc)
 
 bash tests/install-deps.sh
 
+# build/ is configured exactly as examples/demo.sh configures it (gcc, no sanitizer,
+# RelWithDebInfo): a different compiler would make CMake reset the cache and rebuild all.
 build() { # dir compiler sanitize [targets...]
   local dir=$1 cc=$2 san=$3
   shift 3

@@ -6,25 +6,34 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
+#include "config_internal.h" /* the notices */
 #include "kvtier/kvtier.h"
 
 /* ------------------------------------------------------------ helpers */
 
-/* Every test starts from an environment without any variable the config reads. */
+/* Every test starts from an environment without any LMCACHE_* variable: the config reads
+ * them all (unknown ones become notices). unsetenv() changes environ, so each removal
+ * starts the walk again. */
 static void env_clear(void)
 {
-    for (size_t i = 0; i < kvt_config_key_count(); i++) {
-        kvt_config_key_info info;
-        assert_int_equal(kvt_config_key_at(i, &info), KVT_OK);
-        if (info.env)
-            unsetenv(info.env);
+    char name[256];
+    for (bool again = true; again;) {
+        again = false;
+        for (char **e = environ; e && *e && !again; e++) {
+            size_t len = strcspn(*e, "=");
+            if (strncmp(*e, "LMCACHE_", 8) == 0 && len < sizeof name) {
+                memcpy(name, *e, len);
+                name[len] = '\0';
+                unsetenv(name);
+                again = true;
+            }
+        }
     }
-    unsetenv("LMCACHE_EXTRA_CONFIG");
-    unsetenv("LMCACHE_CONFIG_FILE");
 }
 
 static int setup(void **state)
@@ -131,6 +140,26 @@ static void assert_unchanged(const char *before, const kvt_config *cfg)
     free(after);
 }
 
+/* How many of the config's notices are exactly `text` at `level`. */
+static size_t notices_of(const kvt_config *cfg, kvt_log_level level, const char *text)
+{
+    size_t hits = 0;
+    for (size_t i = 0; i < kvt__conf_notice_count(cfg); i++) {
+        kvt_log_level l = (kvt_log_level)-1;
+        const char *t = kvt__conf_notice(cfg, i, &l);
+        assert_non_null(t);
+        hits += l == level && strcmp(t, text) == 0;
+    }
+    return hits;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 /* ------------------------------------------------------------ defaults and table */
 
 static void defaults_match_the_contract(void **state)
@@ -167,7 +196,7 @@ static void defaults_match_the_contract(void **state)
 static void key_table_rows_have_docs_env_names_and_valid_defaults(void **state)
 {
     (void)state;
-    assert_true(kvt_config_key_count() > 40);
+    assert_true(kvt_config_key_count() > 35);
     for (size_t i = 0; i < kvt_config_key_count(); i++) {
         kvt_config_key_info info;
         kvt_config *fresh;
@@ -205,9 +234,11 @@ static void key_table_rows_have_docs_env_names_and_valid_defaults(void **state)
 
 static void runtime_mutable_set_is_the_allowlist(void **state)
 {
+    /* Contract 13.4's list, and kvtier's own keys read when a tier is created or closed. */
     static const char *const allow[] = { "remote_url",   "blocking_timeout_secs", "local_disk",
                                          "max_local_disk_size", "gds_path", "gds_buffer_size",
-                                         "use_gds",      "cache_policy" };
+                                         "use_gds",      "cache_policy", "max_gds_size",
+                                         "write_queue_timeout_ms", "backend_close_timeout_ms" };
     (void)state;
     for (size_t i = 0; i < kvt_config_key_count(); i++) {
         kvt_config_key_info info;
@@ -253,10 +284,20 @@ static void text_form_of_floats_round_trips(void **state)
                      KVT_OK);
     assert_int_equal(kvt_config_get_float(cfg, "max_local_disk_size", &f), KVT_OK);
     assert_true(f == 0.1 + 0.2);
-    assert_int_equal(kvt_config_set(cfg, "max_local_cpu_size", "1e300"), KVT_OK);
-    assert_string_equal(text_of(cfg, "max_local_cpu_size"), "1e+300");
+    assert_int_equal(kvt_config_set(cfg, "max_local_cpu_size", "1e-5"), KVT_OK);
+    assert_string_equal(text_of(cfg, "max_local_cpu_size"), "1e-05");
+    assert_int_equal(kvt_config_set(cfg, "max_local_cpu_size", "1048576"), KVT_OK);
+    assert_string_equal(text_of(cfg, "max_local_cpu_size"), "1048576.0");
+    assert_int_equal(kvt_config_set(cfg, "max_local_cpu_size", "0.00012345678901234567"), KVT_OK);
+    assert_int_equal(kvt_config_set(cfg, "max_local_disk_size", text_of(cfg, "max_local_cpu_size")),
+                     KVT_OK);
+    assert_int_equal(kvt_config_get_float(cfg, "max_local_disk_size", &f), KVT_OK);
+    assert_true(f == 0.00012345678901234567);
     assert_int_equal(kvt_config_set_int(cfg, "max_local_cpu_size", 3), KVT_OK);
     assert_string_equal(text_of(cfg, "max_local_cpu_size"), "3.0");
+    assert_int_equal(kvt_config_set_float(cfg, "extra_config.allocation_attempt_delay_secs", 10),
+                     KVT_OK);
+    assert_string_equal(text_of(cfg, "extra_config.allocation_attempt_delay_secs"), "10.0");
 }
 
 /* ------------------------------------------------------------ text conversion */
@@ -463,7 +504,7 @@ static void env_parses_every_type(void **state)
     setenv("LMCACHE_MAX_LOCAL_CPU_SIZE", "2.5", 1);
     setenv("LMCACHE_RETRIEVE_LOCATIONS", "LocalCPUBackend,LocalDiskBackend", 1);
     setenv("LMCACHE_REMOTE_URL", "redis://localhost:6379", 1);
-    setenv("LMCACHE_MODULE_PATH", "evil", 1); /* not a key: never scanned */
+    setenv("LMCACHE_MODULE_PATH", "evil", 1); /* not a key: only noted */
     assert_int_equal(kvt_config_load_env(cfg), KVT_OK);
     assert_int_equal(kvt_config_get_bool(cfg, "local_cpu", &b), KVT_OK);
     assert_false(b);
@@ -475,6 +516,7 @@ static void env_parses_every_type(void **state)
     assert_string_equal(items[1], "LocalDiskBackend");
     assert_string_equal(text_of(cfg, "remote_url"), "redis://localhost:6379");
     assert_int_equal(source_of(cfg, "remote_url"), KVT_SRC_ENV);
+    assert_int_equal(kvt__conf_notice_count(cfg), 1); /* event=unknown_env LMCACHE_MODULE_PATH */
     unsetenv("LMCACHE_MODULE_PATH");
 }
 
@@ -913,6 +955,416 @@ static void dup_copies_everything(void **state)
     kvt_config_free(NULL);
 }
 
+
+/* ------------------------------------------------------------ issue 6: config edges */
+
+static void timeout_keys_have_defaults_bounds_and_change_at_runtime(void **state)
+{
+    kvt_config *cfg = *state;
+    const char *keys[] = { "write_queue_timeout_ms", "backend_close_timeout_ms" };
+    const char *vals[] = { "0", "3600000" };
+    assert_int_equal(int_of(cfg, "write_queue_timeout_ms"), 10);
+    assert_int_equal(int_of(cfg, "backend_close_timeout_ms"), 10000);
+    assert_int_equal(kvt_config_set(cfg, "write_queue_timeout_ms", "60000"), KVT_OK);
+    assert_int_equal(kvt_config_set(cfg, "write_queue_timeout_ms", "60001"), KVT_ECONFIG);
+    error_names("write_queue_timeout_ms", "\"60001\"", "60000", NULL);
+    assert_int_equal(kvt_config_set(cfg, "backend_close_timeout_ms", "-1"), KVT_ECONFIG);
+    error_names("backend_close_timeout_ms", "\"-1\"", "3600000", NULL);
+    assert_int_equal(kvt_config_patch(cfg, 2, keys, vals, true, NULL), KVT_OK);
+    assert_int_equal(int_of(cfg, "write_queue_timeout_ms"), 0);
+    assert_int_equal(int_of(cfg, "backend_close_timeout_ms"), 3600000);
+    setenv("LMCACHE_WRITE_QUEUE_TIMEOUT_MS", "25", 1);
+    setenv("LMCACHE_BACKEND_CLOSE_TIMEOUT_MS", "500", 1);
+    kvt_config *fresh;
+    assert_int_equal(kvt_config_from_sources(NULL, &fresh), KVT_OK);
+    assert_int_equal(int_of(fresh, "write_queue_timeout_ms"), 25);
+    assert_int_equal(int_of(fresh, "backend_close_timeout_ms"), 500);
+    assert_int_equal(kvt__conf_notice_count(fresh), 0);
+    kvt_config_free(fresh);
+}
+
+/* 1e30 GiB passed validation and then overflowed the byte count (UB in the conversion). */
+static void size_keys_have_a_bound_that_keeps_bytes_in_uint64(void **state)
+{
+    static const char *const gib[] = { "max_local_cpu_size", "reserve_local_cpu_size",
+                                       "max_local_disk_size", "max_gds_size" };
+    kvt_config *cfg = *state;
+    double f = -1;
+    assert_int_equal(kvt_config_get_float(cfg, "max_gds_size", &f), KVT_OK);
+    assert_true(f == 0.0);
+    for (size_t k = 0; k < sizeof gib / sizeof gib[0]; k++) {
+        assert_int_equal(kvt_config_set(cfg, gib[k], "1048576"), KVT_OK);
+        assert_int_equal(kvt_config_get_float(cfg, gib[k], &f), KVT_OK);
+        assert_true(f * 1073741824.0 <= (double)UINT64_MAX);
+        assert_int_equal(kvt_config_set(cfg, gib[k], "1e30"), KVT_ECONFIG);
+        error_names(gib[k], "\"1e30\"", "1048576", NULL);
+        assert_int_equal(kvt_config_set_float(cfg, gib[k], 1048576.5), KVT_ECONFIG);
+        assert_int_equal(kvt_config_set(cfg, gib[k], "nan"), KVT_ECONFIG);
+        assert_int_equal(kvt_config_set(cfg, gib[k], "-inf"), KVT_ECONFIG);
+        error_names(gib[k], "-inf", NULL);
+    }
+    /* Every size key of the table: the largest value it takes fits a uint64 byte count. */
+    for (size_t i = 0; i < kvt_config_key_count(); i++) {
+        kvt_config_key_info info;
+        kvt_config_key_at(i, &info);
+        if (info.type != KVT_CONF_FLOAT || !strstr(info.name, "_size"))
+            continue;
+        assert_int_equal(kvt_config_set(cfg, info.name, "1048576.0001"), KVT_ECONFIG);
+    }
+    assert_int_equal(kvt_config_set(cfg, "gds_buffer_size", "9223372036854775807"), KVT_ECONFIG);
+    assert_int_equal(load_text(cfg, ".yaml", "max_local_cpu_size: 1e30\n"), KVT_ECONFIG);
+    error_names("max_local_cpu_size", "\"1e30\"", NULL);
+    assert_int_equal(load_text(cfg, ".json", "{\"max_local_disk_size\": 1e30}"), KVT_ECONFIG);
+    error_names("max_local_disk_size", NULL);
+    setenv("LMCACHE_MAX_GDS_SIZE", "2e6", 1);
+    assert_int_equal(kvt_config_load_env(cfg), KVT_ECONFIG);
+    error_names("LMCACHE_MAX_GDS_SIZE", "max_gds_size", "\"2e6\"", NULL);
+    setenv("LMCACHE_MAX_GDS_SIZE", "64", 1);
+    kvt_config *fresh;
+    assert_int_equal(kvt_config_from_sources(NULL, &fresh), KVT_OK);
+    assert_string_equal(text_of(fresh, "max_gds_size"), "64.0");
+    kvt_config_free(fresh);
+}
+
+/* One LMCache file with all of them off loads at once (it used to fail on the first). */
+static void lmcache_keys_kvtier_lacks_load_at_their_disabled_values(void **state)
+{
+    kvt_config *cfg = *state;
+    assert_int_equal(load_text(cfg, ".yaml",
+                               "chunk_size: 256\n"
+                               "save_decode_cache: False\n"
+                               "use_layerwise: false\n"
+                               "enable_blending: no\n"
+                               "blend_special_str: \" # # \"\n"
+                               "blend_min_tokens: 256\n"
+                               "blend_recompute_ratios: ~\n"
+                               "enable_scheduler_bypass_lookup: off\n"
+                               "lmcache_instance_id: vllm-instance-7\n"
+                               "enable_async_loading: false\n"
+                               "enable_controller: False\n"
+                               "controller_url: null\n"
+                               "lmcache_worker_ports: []\n"
+                               "enable_pd: false\n"
+                               "enable_xpyd: false\n"
+                               "pd_buffer_size: ~\n"
+                               "nixl_role: null\n"
+                               "priority_limit: null\n"
+                               "py_enable_gc: true\n"
+                               "numa_mode: null\n"
+                               "storage_plugins: []\n"),
+                     KVT_OK);
+    assert_int_equal(notices_of(cfg, KVT_LOG_INFO, "event=ignored_key key=use_layerwise"), 1);
+    assert_int_equal(notices_of(cfg, KVT_LOG_INFO, "event=ignored_key key=pd_buffer_size"), 1);
+    assert_int_equal(notices_of(cfg, KVT_LOG_INFO, "event=ignored_key key=py_enable_gc"), 1);
+    size_t n = kvt__conf_notice_count(cfg);
+    assert_int_equal(n, 20); /* one per key but chunk_size */
+    /* Once per key: again from the environment, a setter and JSON, no new notice. */
+    setenv("LMCACHE_USE_LAYERWISE", "False", 1);
+    assert_int_equal(kvt_config_load_env(cfg), KVT_OK);
+    assert_int_equal(kvt_config_set_bool(cfg, "use_layerwise", false), KVT_OK);
+    assert_int_equal(load_text(cfg, ".json",
+                               "{\"use_layerwise\": false, \"pd_buffer_size\": null,"
+                               " \"blend_min_tokens\": 256, \"nixl_backends\": []}"),
+                     KVT_OK);
+    assert_int_equal(kvt__conf_notice_count(cfg), n + 1); /* nixl_backends is new */
+    /* The keys have no value slot and are not in the public key table. */
+    bool b;
+    assert_int_equal(kvt_config_get_bool(cfg, "use_layerwise", &b), KVT_ENOENT);
+    /* Copied with the config, gone with it. */
+    kvt_config *copy;
+    assert_int_equal(kvt_config_dup(cfg, &copy), KVT_OK);
+    assert_int_equal(kvt__conf_notice_count(copy), n + 1);
+    kvt_log_level lvl;
+    assert_string_equal(kvt__conf_notice(copy, 0, &lvl), kvt__conf_notice(cfg, 0, NULL));
+    assert_null(kvt__conf_notice(copy, n + 1, &lvl));
+    kvt_config_free(copy);
+    assert_int_equal(kvt__conf_notice_count(NULL), 0);
+}
+
+static void lmcache_keys_kvtier_lacks_fail_when_they_ask_for_the_feature(void **state)
+{
+    kvt_config *cfg = *state;
+    char *before = snapshot(cfg);
+    assert_int_equal(load_text(cfg, ".yaml", "use_layerwise: true\n"), KVT_ECONFIG);
+    error_names("use_layerwise", "\"true\"", "layer-wise", "only false", NULL);
+    assert_int_equal(load_text(cfg, ".yaml", "enable_blending: on\n"), KVT_ECONFIG);
+    error_names("enable_blending", "\"on\"", "CacheBlend", NULL);
+    assert_int_equal(load_text(cfg, ".yaml", "blend_min_tokens: 128\n"), KVT_ECONFIG);
+    error_names("blend_min_tokens", "\"128\"", "only 256", NULL);
+    assert_int_equal(load_text(cfg, ".yaml", "controller_url: localhost:9000\n"), KVT_ECONFIG);
+    error_names("controller_url", "localhost:9000", "leave it unset", NULL);
+    assert_int_equal(load_text(cfg, ".yaml", "lmcache_worker_ports: [8500]\n"), KVT_ECONFIG);
+    error_names("lmcache_worker_ports", "8500", NULL);
+    assert_int_equal(load_text(cfg, ".json", "{\"pd_buffer_size\": 1024}"), KVT_ECONFIG);
+    error_names("pd_buffer_size", "\"1024\"", "disaggregated prefill", NULL);
+    assert_int_equal(load_text(cfg, ".json", "{\"use_layerwise\": \"maybe\"}"), KVT_ECONFIG);
+    error_names("use_layerwise", "maybe", "boolean", NULL);
+    assert_int_equal(load_text(cfg, ".yaml", "use_layerwise: false\nuse_layerwise: false\n"),
+                     KVT_ECONFIG);
+    error_names("duplicate", "use_layerwise", NULL);
+    setenv("LMCACHE_SAVE_DECODE_CACHE", "1", 1);
+    assert_int_equal(kvt_config_load_env(cfg), KVT_ECONFIG);
+    error_names("LMCACHE_SAVE_DECODE_CACHE", "save_decode_cache", "\"1\"", NULL);
+    unsetenv("LMCACHE_SAVE_DECODE_CACHE");
+    assert_int_equal(kvt_config_set(cfg, "blend_special_str", "##"), KVT_ECONFIG);
+    error_names("blend_special_str", "only \" # # \"", NULL);
+    /* A running store calls them unknown, as LMCache's own POST /conf does. */
+    const char *k[] = { "use_layerwise" }, *v[] = { "false" };
+    assert_int_equal(kvt_config_patch(cfg, 1, k, v, true, NULL), KVT_ECONFIG);
+    error_names("use_layerwise", "Unknown config", NULL);
+    assert_unchanged(before, cfg);
+    assert_int_equal(kvt__conf_notice_count(cfg), 0); /* failed loads note nothing */
+    free(before);
+}
+
+static void ignored_key_table_rows_are_consistent(void **state)
+{
+    (void)state;
+    assert_true(kvt_config_ignored_key_count() >= 40);
+    for (size_t i = 0; i < kvt_config_ignored_key_count(); i++) {
+        kvt_config_ignored_key g;
+        kvt_config *fresh;
+        size_t idx;
+        assert_int_equal(kvt_config_ignored_key_at(i, &g), KVT_OK);
+        assert_non_null(g.name);
+        assert_non_null(g.feature);
+        assert_true(strlen(g.feature) > 3);
+        /* Its disabled value passes (for "any", a value of its type) and is noted. */
+        const char *off = g.disabled_text ? g.disabled_text
+                                          : g.type == KVT_CONF_BOOL ? "false" : "anything";
+        char want[128];
+        assert_int_equal(kvt_config_new(&fresh), KVT_OK);
+        assert_int_equal(kvt_config_set(fresh, g.name, off), KVT_OK);
+        snprintf(want, sizeof want, "event=ignored_key key=%s", g.name);
+        assert_int_equal(notices_of(fresh, KVT_LOG_INFO, want), 1);
+        kvt_config_free(fresh);
+        assert_int_equal(kvt__conf_lookup(g.name, &idx), KVT_OK);
+        assert_true(idx >= kvt_config_key_count());
+        for (size_t j = 0; j < kvt_config_key_count(); j++) {
+            kvt_config_key_info info;
+            kvt_config_key_at(j, &info);
+            assert_string_not_equal(info.name, g.name);
+        }
+        for (size_t j = 0; j < i; j++) {
+            kvt_config_ignored_key other;
+            kvt_config_ignored_key_at(j, &other);
+            assert_string_not_equal(other.name, g.name);
+        }
+    }
+    kvt_config_ignored_key g;
+    assert_int_equal(kvt_config_ignored_key_at(kvt_config_ignored_key_count(), &g), KVT_ERANGE);
+    assert_int_equal(kvt_config_ignored_key_at(0, NULL), KVT_EINVAL);
+}
+
+static void yaml_plain_scalars_are_typed_as_yaml_1_1(void **state)
+{
+    static const char *const yes[] = { "on", "On", "ON", "yes", "Yes", "YES", "y", "Y",
+                                       "true", "True", "TRUE" };
+    static const char *const no[] = { "off", "Off", "OFF", "no", "No", "NO", "n", "N",
+                                      "false", "False", "FALSE" };
+    kvt_config *cfg = *state;
+    char text[128];
+    bool b;
+    double f;
+    for (size_t k = 0; k < sizeof yes / sizeof yes[0]; k++) {
+        snprintf(text, sizeof text, "save_unfull_chunk: %s\n", yes[k]);
+        assert_int_equal(load_text(cfg, ".yaml", text), KVT_OK);
+        assert_int_equal(kvt_config_get_bool(cfg, "save_unfull_chunk", &b), KVT_OK);
+        assert_true(b);
+        snprintf(text, sizeof text, "save_unfull_chunk: %s\n", no[k]);
+        assert_int_equal(load_text(cfg, ".yaml", text), KVT_OK);
+        assert_int_equal(kvt_config_get_bool(cfg, "save_unfull_chunk", &b), KVT_OK);
+        assert_false(b);
+    }
+    assert_int_equal(load_text(cfg, ".yaml", "chunk_size: 0400\n"), KVT_OK); /* octal */
+    assert_int_equal(int_of(cfg, "chunk_size"), 256);
+    assert_int_equal(load_text(cfg, ".yaml", "chunk_size: 0x1F\n"), KVT_OK);
+    assert_int_equal(int_of(cfg, "chunk_size"), 31);
+    assert_int_equal(load_text(cfg, ".yaml", "chunk_size: 0b101\n"), KVT_OK);
+    assert_int_equal(int_of(cfg, "chunk_size"), 5);
+    assert_int_equal(load_text(cfg, ".yaml", "chunk_size: 1_000\n"), KVT_OK);
+    assert_int_equal(int_of(cfg, "chunk_size"), 1000);
+    assert_int_equal(load_text(cfg, ".yaml", "chunk_size: +0_12\n"), KVT_OK);
+    assert_int_equal(int_of(cfg, "chunk_size"), 10);
+    assert_int_equal(load_text(cfg, ".yaml", "chunk_size: 09\n"), KVT_OK); /* no octal: text */
+    assert_int_equal(int_of(cfg, "chunk_size"), 9);
+    assert_int_equal(load_text(cfg, ".yaml", "max_local_cpu_size: 0400\n"), KVT_OK);
+    assert_int_equal(kvt_config_get_float(cfg, "max_local_cpu_size", &f), KVT_OK);
+    assert_true(f == 256.0);
+    assert_int_equal(load_text(cfg, ".yaml", "max_local_cpu_size: 1_024.5\n"), KVT_OK);
+    assert_string_equal(text_of(cfg, "max_local_cpu_size"), "1024.5");
+    assert_int_equal(load_text(cfg, ".yaml", "max_local_cpu_size: .5\n"), KVT_OK);
+    assert_string_equal(text_of(cfg, "max_local_cpu_size"), "0.5");
+    assert_int_equal(load_text(cfg, ".yaml", "max_local_cpu_size: 1e1\n"), KVT_OK); /* text */
+    assert_string_equal(text_of(cfg, "max_local_cpu_size"), "10.0");
+    assert_int_equal(load_text(cfg, ".yaml", "max_local_cpu_size: .inf\n"), KVT_ECONFIG);
+    error_names("max_local_cpu_size", "\".inf\"", "finite", NULL);
+    assert_int_equal(load_text(cfg, ".yaml", "chunk_size: 0x8000000000000000\n"), KVT_ECONFIG);
+    error_names("chunk_size", "0x8000000000000000", "out of range", NULL);
+    assert_int_equal(load_text(cfg, ".yaml", "chunk_size: 0b\n"), KVT_ECONFIG);
+    assert_int_equal(load_text(cfg, ".yaml", "chunk_size: on\n"), KVT_ECONFIG);
+    /* Quoted scalars are strings, converted as text (decimal, contract booleans). */
+    assert_int_equal(load_text(cfg, ".yaml", "chunk_size: \"0400\"\n"), KVT_OK);
+    assert_int_equal(int_of(cfg, "chunk_size"), 400);
+    assert_int_equal(load_text(cfg, ".yaml", "save_unfull_chunk: 'on'\n"), KVT_ECONFIG);
+    error_names("save_unfull_chunk", "\"on\"", NULL);
+    assert_int_equal(load_text(cfg, ".yaml", "save_unfull_chunk: 'yes'\n"), KVT_OK);
+    /* String keys keep the text of a plain scalar that YAML would type. */
+    assert_int_equal(load_text(cfg, ".yaml", "store_location: 0400\n"), KVT_OK);
+    assert_string_equal(text_of(cfg, "store_location"), "0400");
+    /* The environment keeps the contract's rules. */
+    setenv("LMCACHE_CHUNK_SIZE", "0400", 1);
+    setenv("LMCACHE_SAVE_UNFULL_CHUNK", "YES", 1);
+    assert_int_equal(kvt_config_load_env(cfg), KVT_OK);
+    assert_int_equal(int_of(cfg, "chunk_size"), 400);
+    setenv("LMCACHE_SAVE_UNFULL_CHUNK", "on", 1);
+    assert_int_equal(kvt_config_load_env(cfg), KVT_ECONFIG);
+    error_names("LMCACHE_SAVE_UNFULL_CHUNK", "\"on\"", NULL);
+}
+
+static void unknown_lmcache_env_is_noted_once_with_the_nearest_key(void **state)
+{
+    kvt_config *cfg = *state, *c2;
+    setenv("LMCACHE_CHUNKSIZE", "512", 1);
+    setenv("LMCACHE_MAX_LOCAL_CPU_SIZ", "1", 1);
+    setenv("LMCACHE_LOG_LEVEL", "INFO", 1);    /* LMCache's, sets no key: not noted */
+    setenv("LMCACHE_TRACK_USAGE", "false", 1);
+    setenv("LMCACHE_CONFIG_FIL", "x.yaml", 1);
+    assert_int_equal(kvt_config_load_env(cfg), KVT_OK);
+    assert_int_equal(int_of(cfg, "chunk_size"), 256);
+    assert_int_equal(notices_of(cfg, KVT_LOG_WARN,
+                                "event=unknown_env name=LMCACHE_CHUNKSIZE "
+                                "nearest=LMCACHE_CHUNK_SIZE"),
+                     1);
+    assert_int_equal(notices_of(cfg, KVT_LOG_WARN,
+                                "event=unknown_env name=LMCACHE_MAX_LOCAL_CPU_SIZ "
+                                "nearest=LMCACHE_MAX_LOCAL_CPU_SIZE"),
+                     1);
+    assert_int_equal(notices_of(cfg, KVT_LOG_WARN,
+                                "event=unknown_env name=LMCACHE_CONFIG_FIL "
+                                "nearest=LMCACHE_CONFIG_FILE"),
+                     1);
+    assert_int_equal(kvt__conf_notice_count(cfg), 3);
+    /* Once per variable: a second load of the same environment adds nothing. */
+    assert_int_equal(kvt_config_load_env(cfg), KVT_OK);
+    assert_int_equal(kvt__conf_notice_count(cfg), 3);
+    /* kvt_config_from_sources() carries them to the config it returns. */
+    unsetenv("LMCACHE_CONFIG_FIL");
+    assert_int_equal(kvt_config_from_sources(NULL, &c2), KVT_OK);
+    assert_int_equal(kvt__conf_notice_count(c2), 2);
+    kvt_config_free(c2);
+    /* A name may hold anything but '=': it stays one logfmt token. */
+    kvt_config *fresh;
+    env_clear();
+    setenv("LMCACHE_A B\"", "1", 1);
+    assert_int_equal(kvt_config_from_sources(NULL, &fresh), KVT_OK);
+    assert_int_equal(kvt__conf_notice_count(fresh), 1);
+    const char *t = kvt__conf_notice(fresh, 0, NULL);
+    assert_non_null(strstr(t, "event=unknown_env name=LMCACHE_A?B? nearest=LMCACHE_"));
+    assert_null(strchr(strstr(t, "nearest="), ' '));
+    kvt_config_free(fresh);
+    unsetenv("LMCACHE_A B\"");
+    /* A load that fails notes nothing. */
+    assert_int_equal(kvt_config_new(&fresh), KVT_OK);
+    setenv("LMCACHE_CHUNK_SIZE", "x", 1);
+    assert_int_equal(kvt_config_load_env(fresh), KVT_ECONFIG);
+    assert_int_equal(kvt__conf_notice_count(fresh), 0);
+    kvt_config_free(fresh);
+}
+
+static void errors_quote_values_as_written(void **state)
+{
+    kvt_config *cfg = *state;
+    assert_int_equal(kvt_config_set(cfg, "max_local_cpu_size", "-10"), KVT_ECONFIG);
+    assert_string_equal(kvt_last_error(), "invalid value \"-10\" for max_local_cpu_size: "
+                                          "expected a number in [0.0, 1048576.0]");
+    assert_int_equal(load_text(cfg, ".yaml", "max_local_cpu_size: -10\n"), KVT_ECONFIG);
+    error_names("\"-10\"", NULL);
+    assert_null(strstr(kvt_last_error(), "e+01"));
+    assert_int_equal(load_text(cfg, ".json", "{\"max_local_disk_size\": -10}"), KVT_ECONFIG);
+    error_names("\"-10\"", "max_local_disk_size", NULL);
+    assert_int_equal(load_text(cfg, ".json", "{\"max_local_disk_size\": -0.5}"), KVT_ECONFIG);
+    error_names("\"-0.5\"", NULL);
+    assert_int_equal(kvt_config_set_float(cfg, "max_local_cpu_size", -10.0), KVT_ECONFIG);
+    error_names("\"-10.0\"", NULL);
+    assert_int_equal(kvt_config_set_int(cfg, "max_local_cpu_size", -10), KVT_ECONFIG);
+    error_names("\"-10\"", NULL);
+    assert_int_equal(load_text(cfg, ".yaml", "chunk_size: 0x0\n"), KVT_ECONFIG);
+    error_names("\"0x0\"", "chunk_size", NULL);
+    setenv("LMCACHE_RESERVE_LOCAL_CPU_SIZE", " -2.50 ", 1);
+    assert_int_equal(kvt_config_load_env(cfg), KVT_ECONFIG);
+    error_names("\" -2.50 \"", NULL);
+    const char *k[] = { "max_local_disk_size" }, *v[] = { "-1.0" };
+    assert_int_equal(kvt_config_patch(cfg, 1, k, v, true, NULL), KVT_ECONFIG);
+    error_names("\"-1.0\"", NULL);
+}
+
+/* `open_with`, then `levels` opening brackets. */
+static char *nested(const char *open_with, size_t levels)
+{
+    size_t cap = levels + 64, at = 0;
+    char *text = malloc(cap);
+    assert_non_null(text);
+    at += (size_t)snprintf(text, cap, "%s", open_with);
+    for (size_t k = 0; k < levels; k++)
+        text[at++] = '[';
+    text[at] = '\0';
+    return text;
+}
+
+static void deeply_nested_files_are_refused_in_milliseconds(void **state)
+{
+    kvt_config *cfg = *state;
+    char *yaml = nested("chunk_size: ", 200000);
+    char *json = nested("{\"chunk_size\": ", 200000);
+    double t0 = now_s();
+    assert_int_equal(load_text(cfg, ".yaml", yaml), KVT_ECONFIG);
+    error_names("config file", "YAML nested deeper than 32 levels", "line 1", NULL);
+    assert_int_equal(load_text(cfg, ".json", json), KVT_ECONFIG);
+    error_names("config file", "JSON nested deeper than 32 levels", "line 1, column 47", NULL);
+    assert_true(now_s() - t0 < 2.0); /* the YAML took 30 s */
+    free(yaml);
+    free(json);
+    /* 32 levels are within the cap: the error is about the value, not the depth. */
+    char *ok = nested("storage_plugins: ", 31);
+    yaml = malloc(strlen(ok) + 64);
+    assert_non_null(yaml);
+    sprintf(yaml, "%s%.31s\n", ok, "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]");
+    assert_int_equal(load_text(cfg, ".yaml", yaml), KVT_ECONFIG);
+    assert_null(strstr(kvt_last_error(), "deeper"));
+    free(ok);
+    free(yaml);
+    /* The environment's JSON has the same cap; brackets in strings do not count. */
+    setenv("LMCACHE_EXTRA_CONFIG",
+           "{\"fallback_policy\": \"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\\\"[[[[\"}", 1);
+    assert_int_equal(kvt_config_load_env(cfg), KVT_ECONFIG);
+    error_names("fallback_policy", "expected recompute", NULL);
+    json = nested("", 40);
+    setenv("LMCACHE_EXTRA_CONFIG", json, 1);
+    assert_int_equal(kvt_config_load_env(cfg), KVT_ECONFIG);
+    error_names("LMCACHE_EXTRA_CONFIG", "nested deeper than 32 levels", NULL);
+    free(json);
+}
+
+static void files_over_1_mib_are_refused(void **state)
+{
+    kvt_config *cfg = *state;
+    size_t cap = (1u << 20) + 2;
+    char *text = malloc(cap);
+    assert_non_null(text);
+    /* Exactly 1 MiB of comments is a valid (empty) config. */
+    memset(text, ' ', cap);
+    text[0] = '#';
+    text[(1u << 20) - 1] = '\n';
+    text[1u << 20] = '\0';
+    assert_int_equal(load_text(cfg, ".yaml", text), KVT_OK);
+    text[1u << 20] = '\n';
+    text[(1u << 20) + 1] = '\0';
+    assert_int_equal(load_text(cfg, ".yaml", text), KVT_ECONFIG);
+    error_names("config file", "larger than 1 MiB", NULL);
+    free(text);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -948,6 +1400,16 @@ int main(void)
         T(patch_runtime_only_refuses_with_lmcache_texts),
         T(get_text_redacts_token_and_url_password),
         T(dup_copies_everything),
+        T(timeout_keys_have_defaults_bounds_and_change_at_runtime),
+        T(size_keys_have_a_bound_that_keeps_bytes_in_uint64),
+        T(lmcache_keys_kvtier_lacks_load_at_their_disabled_values),
+        T(lmcache_keys_kvtier_lacks_fail_when_they_ask_for_the_feature),
+        T(ignored_key_table_rows_are_consistent),
+        T(yaml_plain_scalars_are_typed_as_yaml_1_1),
+        T(unknown_lmcache_env_is_noted_once_with_the_nearest_key),
+        T(errors_quote_values_as_written),
+        T(deeply_nested_files_are_refused_in_milliseconds),
+        T(files_over_1_mib_are_refused),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -30,6 +30,8 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
+    tk_gate(&tk_a, true, false); /* a failed test may leave a call parked */
+    tk_gate(&tk_b, true, false);
     kvt_store_close(*state);
     assert_int_equal(atomic_load(&tk_a.live), 0);
     assert_int_equal(atomic_load(&tk_b.live), 0);
@@ -87,21 +89,180 @@ static void close_removes_and_drains(void **state)
 
 static void *close_b(void *arg)
 {
-    assert_int_equal(kvt_backend_close(arg, "TestTierB"), KVT_OK);
+    assert_int_equal(kvt_backend_close_timed(arg, "TestTierB", -1, 0), KVT_OK);
     return NULL;
 }
 
+/* Deterministic: TestTierB's first write parks at its gate, so its close is certainly
+ * draining while the flush runs; the flush returns only once the queue is written. */
 static void flush_waits_for_a_tier_closing_meanwhile(void **state)
 {
     kvt_store *s = *state;
-    atomic_store(&tk_b.put_delay_us, 2000);
+    tk_gate(&tk_b, true, true);
     put_chunks(s, 10);
+    tk_wait_parked(&tk_b, true, 1);
     pthread_t t;
     pthread_create(&t, NULL, close_b, s);
-    usleep(3000); /* the close is draining TestTierB's queue now */
-    assert_int_equal(kvt_flush(s), KVT_OK);
+    kvt_backend_info bk[4];
+    size_t n = 0;
+    do { /* until the close has unpublished it */
+        assert_int_equal(kvt_backends_list(s, bk, 4, &n), KVT_OK);
+    } while (bk[n - 1].state != KVT_BACKEND_DRAINING);
+    assert_int_equal(kvt_flush(s, 20), KVT_ETIMEDOUT);
+    assert_non_null(strstr(kvt_last_error(), "TestTierB"));
+    tk_gate(&tk_b, true, false);
+    assert_int_equal(kvt_flush(s, -1), KVT_OK);
     assert_int_equal(tk_count(&tk_b), 10);
     pthread_join(t, NULL);
+}
+
+static void set_timeouts(kvt_store *s, const char *queue_ms, const char *close_ms)
+{
+    const char *keys[] = {"write_queue_timeout_ms", "backend_close_timeout_ms"};
+    const char *vals[] = {queue_ms, close_ms};
+    assert_int_equal(kvt_store_conf_update(s, 2, keys, vals, NULL), KVT_OK);
+}
+
+/* A hung tier: its close times out on time, it stays DRAINING (listed, with its items
+ * left), no new instance of it is created, and everything else keeps working. */
+static void timed_close_of_a_hung_tier_leaves_it_draining(void **state)
+{
+    kvt_store *s = *state;
+    set_timeouts(s, "0", "50");
+    tk_gate(&tk_a, true, true);
+    put_chunks(s, 3); /* one parked in the write, two queued */
+    tk_wait_parked(&tk_a, true, 1);
+    double t0 = tk_now_ms();
+    assert_int_equal(kvt_backend_close(s, "TestTierA"), KVT_ETIMEDOUT);
+    double took = tk_now_ms() - t0;
+    assert_true(took >= 45 && took < 2000);
+    assert_non_null(strstr(kvt_last_error(), "still draining"));
+    kvt_backend_info bk[4];
+    size_t n = 0;
+    assert_int_equal(kvt_backends_list(s, bk, 4, &n), KVT_OK);
+    assert_int_equal(n, 3);
+    assert_string_equal(bk[1].name, "TestTierA");
+    assert_int_equal(bk[1].state, KVT_BACKEND_DRAINING);
+    assert_int_equal(bk[1].pending, 3);
+    assert_int_equal(bk[0].state, KVT_BACKEND_ACTIVE);
+    /* Meanwhile: registry ops, remove, flush of other tiers, config, puts all proceed. */
+    assert_int_equal(kvt_backends_create(s, NULL, 0, NULL), KVT_EBUSY);
+    assert_non_null(strstr(kvt_last_error(), "TestTierA is still draining"));
+    assert_int_equal(kvt_backend_set_bypass(s, "TestTierB", true, NULL), KVT_OK);
+    assert_int_equal(kvt_backend_set_bypass(s, "TestTierB", false, NULL), KVT_OK);
+    kvt_key k9 = tk_key(9);
+    assert_int_equal(kvt_remove(s, &k9, NULL), KVT_OK);
+    set_timeouts(s, "0", "50");
+    assert_int_equal(kvt_backend_recreate(s, "TestTierB"), KVT_OK);
+    put_chunks(s, 2);
+    kvt_backend_stats st;
+    assert_int_equal(kvt_backend_get_stats(s, "TestTierA", &st), KVT_OK);
+    assert_int_equal(st.queued, 3);
+    /* A second close resumes the wait; once the call returns, the queue is written. */
+    tk_gate(&tk_a, true, false);
+    assert_int_equal(kvt_backend_close_timed(s, "TestTierA", -1, 0), KVT_OK);
+    assert_int_equal(tk_count(&tk_a), 3);
+    assert_int_equal(atomic_load(&tk_a.live), 0);
+    assert_string_equal(order(s), "LocalCPUBackend,TestTierB");
+    assert_int_equal(kvt_backend_close(s, "TestTierA"), KVT_ENOENT);
+    size_t made = 0;
+    assert_int_equal(kvt_backends_create(s, NULL, 0, &made), KVT_OK);
+    assert_int_equal(made, 1);
+}
+
+/* KVT_CLOSE_FORCE drops what is queued (counted failed) and frees the instance as soon
+ * as the call inside it returns. */
+static void forced_close_abandons_the_queue(void **state)
+{
+    kvt_store *s = *state;
+    set_timeouts(s, "0", "10000");
+    tk_gate(&tk_a, true, true);
+    put_chunks(s, 4);
+    tk_wait_parked(&tk_a, true, 1);
+    kvt_store_stats before, after;
+    assert_int_equal(kvt_flush(s, 0), KVT_ETIMEDOUT);
+    assert_int_equal(kvt_store_get_stats(s, &before), KVT_OK);
+    assert_int_equal(kvt_backend_close_timed(s, "TestTierA", 30, KVT_CLOSE_FORCE), KVT_ETIMEDOUT);
+    assert_int_equal(atomic_load(&tk_a.live), 1); /* the hung put is still inside */
+    kvt_backend_info bk[4];
+    size_t n = 0;
+    assert_int_equal(kvt_backends_list(s, bk, 4, &n), KVT_OK);
+    assert_int_equal(bk[1].state, KVT_BACKEND_DRAINING);
+    assert_int_equal(bk[1].pending, 1); /* only the write in progress is left */
+    tk_gate(&tk_a, true, false);
+    alarm(20);
+    while (n == 3) /* nobody waits: the worker frees it when the call returns */
+        assert_int_equal(kvt_backends_list(s, bk, 4, &n), KVT_OK);
+    alarm(0);
+    assert_int_equal(atomic_load(&tk_a.live), 0);
+    assert_int_equal(tk_count(&tk_a), 1);
+    assert_int_equal(kvt_flush(s, -1), KVT_OK);
+    assert_int_equal(kvt_store_get_stats(s, &after), KVT_OK);
+    assert_int_equal(after.wt_failed - before.wt_failed, 3);
+    assert_int_equal(after.wt_enqueued, after.wt_done + after.wt_failed + after.wt_cancelled);
+}
+
+/* Recreate goes through the same timed close: a hung tier is not replaced. */
+static void recreate_of_a_hung_tier_times_out(void **state)
+{
+    kvt_store *s = *state;
+    set_timeouts(s, "0", "20");
+    tk_gate(&tk_a, true, true);
+    put_chunks(s, 1);
+    tk_wait_parked(&tk_a, true, 1);
+    assert_int_equal(kvt_backend_recreate(s, "TestTierA"), KVT_ETIMEDOUT);
+    assert_int_equal(atomic_load(&tk_a.created), 1);
+    assert_int_equal(kvt_backend_recreate(s, "TestTierA"), KVT_ETIMEDOUT); /* resumes, still hung */
+    tk_gate(&tk_a, true, false);
+    set_timeouts(s, "0", "10000");
+    alarm(20);
+    while (atomic_load(&tk_a.live) != 0) /* closes by itself once the call returns */
+        usleep(1000);
+    alarm(0);
+    size_t made = 0;
+    assert_int_equal(kvt_backends_create(s, NULL, 0, &made), KVT_OK);
+    assert_int_equal(made, 1);
+    assert_int_equal(atomic_load(&tk_a.created), 2);
+    assert_string_equal(order(s), "LocalCPUBackend,TestTierA,TestTierB");
+}
+
+struct relog {
+    kvt_store *s;
+    int calls;
+};
+
+static void list_from_log(void *ud, kvt_log_level level, const char *component, const char *msg)
+{
+    struct relog *r = ud;
+    (void)level, (void)component, (void)msg;
+    size_t n = 0;
+    if (r->s && kvt_backends_list(r->s, NULL, 0, &n) == KVT_OK)
+        r->calls++;
+}
+
+/* A log handler may call back into kvtier: no line is emitted under a kvtier lock, not
+ * even those a backend logs while it is created. alarm() turns a deadlock into a failure. */
+static void log_handler_may_call_back_into_kvtier(void **state)
+{
+    (void)state;
+    struct relog r = {NULL, 0};
+    kvt_log_handler h = {.fn = list_from_log, .ud = &r, .min_level = KVT_LOG_DEBUG};
+    kvt_config *cfg = tk_config(4.0);
+    kvt_store *s = NULL;
+    atomic_store(&tk_a.wanted, false);
+    atomic_store(&tk_b.wanted, false);
+    alarm(20);
+    assert_int_equal(kvt_store_open(cfg, &h, &s), KVT_OK);
+    kvt_config_free(cfg);
+    r.s = s;
+    assert_int_equal(kvt_backend_recreate(s, "LocalCPUBackend"), KVT_OK); /* logs in create */
+    atomic_store(&tk_a.wanted, true);
+    assert_int_equal(kvt_backends_create(s, NULL, 0, NULL), KVT_OK);
+    assert_int_equal(kvt_backend_close(s, "TestTierA"), KVT_OK);
+    assert_true(r.calls >= 4);
+    r.s = NULL;
+    kvt_store_close(s);
+    alarm(0);
 }
 
 static void close_unknown_is_not_found(void **state)
@@ -283,6 +444,10 @@ int main(void)
         T(list_gives_names_in_tier_order),
         T(close_removes_and_drains),
         T(flush_waits_for_a_tier_closing_meanwhile),
+        T(timed_close_of_a_hung_tier_leaves_it_draining),
+        T(forced_close_abandons_the_queue),
+        T(recreate_of_a_hung_tier_times_out),
+        T(log_handler_may_call_back_into_kvtier),
         T(close_unknown_is_not_found),
         T(create_skips_existing_backends),
         T(create_follows_config_changes),

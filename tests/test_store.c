@@ -17,9 +17,12 @@
 
 #define LEN 8192u
 
+static atomic_bool old_wanted;
+
 static int setup(void **state)
 {
     (void)state;
+    atomic_store(&old_wanted, false);
     tk_register();
     tk_reset(&tk_a);
     tk_reset(&tk_b);
@@ -61,7 +64,7 @@ static void put_writes_through_to_every_tier(void **state)
     kvt_store *s = open_with(true, true, NULL, NULL);
     for (uint64_t h = 1; h <= 20; h++)
         put_h(s, h);
-    assert_int_equal(kvt_flush(s), KVT_OK);
+    assert_int_equal(kvt_flush(s, -1), KVT_OK);
     for (uint64_t h = 1; h <= 20; h++) {
         assert_true(tier_holds(&tk_a, h));
         assert_true(tier_holds(&tk_b, h));
@@ -90,7 +93,7 @@ static void get_from_lower_tier_promotes_into_cpu(void **state)
     (void)state;
     kvt_store *s = open_with(true, false, NULL, NULL);
     put_h(s, 7);
-    kvt_flush(s);
+    kvt_flush(s, -1);
     kvt_key k = tk_key(7);
     size_t removed = 0;
     /* Drop it from the CPU tier only, by closing and re-creating that tier. */
@@ -143,7 +146,7 @@ static void lookup_prefix_spans_tiers_in_order(void **state)
         keys[h] = tk_key(100 + h);
         put_h(s, 100 + h);
     }
-    kvt_flush(s);
+    kvt_flush(s, -1);
     /* CPU keeps 0..2; the lower tier has all six; 5 is gone everywhere. */
     size_t removed;
     assert_int_equal(kvt_remove(s, &keys[5], &removed), KVT_OK);
@@ -154,7 +157,7 @@ static void lookup_prefix_spans_tiers_in_order(void **state)
     assert_int_equal(kvt_backends_create(s, NULL, 0, NULL), KVT_OK);
     size_t hits = 0, nspans = 0;
     kvt_tier_span spans[4];
-    assert_int_equal(kvt_lookup_prefix(s, keys, 6, 0, &hits, spans, 4, &nspans), KVT_OK);
+    assert_int_equal(kvt_lookup_prefix(s, keys, 6, &hits, spans, 4, &nspans, NULL), KVT_OK);
     assert_int_equal(hits, 5);
     assert_int_equal(nspans, 2);
     assert_string_equal(spans[0].backend, "LocalCPUBackend");
@@ -164,13 +167,13 @@ static void lookup_prefix_spans_tiers_in_order(void **state)
     assert_int_equal(spans[1].start, 3);
     assert_int_equal(spans[1].count, 2);
     /* A tier with no hit passes on: CPU lacks 3 and 4, TestTierA has them. */
-    assert_int_equal(kvt_lookup_prefix(s, keys + 3, 2, 0, &hits, spans, 4, &nspans), KVT_OK);
+    assert_int_equal(kvt_lookup_prefix(s, keys + 3, 2, &hits, spans, 4, &nspans, NULL), KVT_OK);
     assert_int_equal(hits, 2);
     assert_int_equal(nspans, 1);
     assert_string_equal(spans[0].backend, "TestTierA");
     assert_int_equal(spans[0].start, 0);
     /* A miss at the first key in every tier: nothing. */
-    assert_int_equal(kvt_lookup_prefix(s, keys + 5, 1, 0, &hits, NULL, 0, NULL), KVT_OK);
+    assert_int_equal(kvt_lookup_prefix(s, keys + 5, 1, &hits, NULL, 0, NULL, NULL), KVT_OK);
     assert_int_equal(hits, 0);
     kvt_store_close(s);
 }
@@ -183,12 +186,12 @@ static void bypassed_tier_gets_no_puts_and_serves_no_gets(void **state)
     assert_int_equal(kvt_backend_set_bypass(s, "TestTierA", true, &was), KVT_OK);
     assert_false(was);
     put_h(s, 1);
-    kvt_flush(s);
+    kvt_flush(s, -1);
     assert_false(tier_holds(&tk_a, 1));
     assert_int_equal(kvt_backend_set_bypass(s, "TestTierA", false, &was), KVT_OK);
     assert_true(was);
     put_h(s, 2);
-    kvt_flush(s);
+    kvt_flush(s, -1);
     assert_true(tier_holds(&tk_a, 2));
     assert_int_equal(kvt_backend_set_bypass(s, "NoSuchBackend", true, NULL), KVT_ENOENT);
     kvt_store_close(s);
@@ -199,7 +202,7 @@ static void frozen_store_skips_puts_and_reads_cpu_only(void **state)
     (void)state;
     kvt_store *s = open_with(true, false, NULL, NULL);
     put_h(s, 1);
-    kvt_flush(s);
+    kvt_flush(s, -1);
     assert_int_equal(kvt_backend_close(s, "TestTierA"), KVT_OK);
     kvt_key k1 = tk_key(1), k2 = tk_key(2);
     kvt_remove(s, &k1, NULL);
@@ -210,7 +213,7 @@ static void frozen_store_skips_puts_and_reads_cpu_only(void **state)
     put_h(s, 2);
     assert_int_equal(kvt_contains(s, &k2, NULL), KVT_ENOENT);
     kvt_store_set_freeze(s, false);
-    kvt_flush(s);
+    kvt_flush(s, -1);
     assert_false(tier_holds(&tk_a, 2)); /* the frozen put reached no tier */
     assert_int_equal(kvt_contains(s, &k2, NULL), KVT_ENOENT);
     assert_int_equal(kvt_contains(s, &k1, NULL), KVT_OK);
@@ -222,7 +225,7 @@ static void store_location_restricts_puts(void **state)
     (void)state;
     kvt_store *s = open_with(true, true, "store_location", "TestTierB");
     put_h(s, 1);
-    kvt_flush(s);
+    kvt_flush(s, -1);
     assert_true(tier_holds(&tk_b, 1));
     assert_false(tier_holds(&tk_a, 1));
     kvt_key k = tk_key(1);
@@ -237,7 +240,7 @@ static void retrieve_locations_restricts_gets(void **state)
     (void)state;
     kvt_store *s = open_with(true, false, "retrieve_locations", "TestTierA");
     put_h(s, 1);
-    kvt_flush(s);
+    kvt_flush(s, -1);
     kvt_key k = tk_key(1);
     const char *tier = NULL;
     assert_int_equal(kvt_contains(s, &k, &tier), KVT_OK);
@@ -249,15 +252,13 @@ static void remove_and_clear_reach_every_tier(void **state)
 {
     (void)state;
     kvt_store *s = open_with(true, false, NULL, NULL);
-    atomic_store(&tk_a.put_delay_us, 1000);
     for (uint64_t h = 1; h <= 5; h++)
         put_h(s, h);
-    /* No flush: remove must wait for the queued put, or the chunk would come back. */
+    assert_int_equal(kvt_flush(s, -1), KVT_OK);
     kvt_key k1 = tk_key(1);
     size_t removed = 0;
     assert_int_equal(kvt_remove(s, &k1, &removed), KVT_OK);
     assert_int_equal(removed, 2);
-    kvt_flush(s);
     assert_false(tier_holds(&tk_a, 1));
     uint64_t tokens = 0;
     assert_int_equal(kvt_clear(s, &tokens), KVT_OK);
@@ -265,6 +266,368 @@ static void remove_and_clear_reach_every_tier(void **state)
     assert_int_equal(tk_count(&tk_a), 0);
     kvt_store_close(s);
 }
+
+/* A write of the key still queued when remove runs is cancelled, not waited for and not
+ * written afterwards; writes of other keys are not waited for at all. */
+static void remove_cancels_queued_writes_without_waiting_for_others(void **state)
+{
+    (void)state;
+    kvt_store *s = open_with(true, false, NULL, NULL);
+    tk_gate(&tk_a, true, true);
+    put_h(s, 1); /* parks in TestTierA's put */
+    tk_wait_parked(&tk_a, true, 1);
+    put_h(s, 2);
+    put_h(s, 3);
+    kvt_key k2 = tk_key(2), k9 = tk_key(9);
+    size_t removed = 9;
+    assert_int_equal(kvt_remove(s, &k9, &removed), KVT_OK); /* returns with the gate shut */
+    assert_int_equal(removed, 0);
+    assert_int_equal(kvt_remove(s, &k2, &removed), KVT_OK);
+    assert_int_equal(removed, 1); /* the CPU copy; the queued one was cancelled */
+    tk_gate(&tk_a, true, false);
+    assert_int_equal(kvt_flush(s, -1), KVT_OK);
+    assert_true(tier_holds(&tk_a, 1) && tier_holds(&tk_a, 3));
+    assert_false(tier_holds(&tk_a, 2));
+    kvt_store_stats st;
+    assert_int_equal(kvt_store_get_stats(s, &st), KVT_OK);
+    assert_int_equal(st.wt_cancelled, 1);
+    assert_int_equal(st.wt_enqueued, st.wt_done + st.wt_failed + st.wt_cancelled);
+    kvt_store_close(s);
+}
+
+struct getter {
+    kvt_store *s;
+    uint64_t h;
+    int rc;
+};
+
+static void *get_one(void *arg)
+{
+    struct getter *g = arg;
+    kvt_obj *o = NULL;
+    kvt_key k = tk_key(g->h);
+    g->rc = kvt_get(g->s, &k, &o);
+    kvt_obj_release(o);
+    return NULL;
+}
+
+/* Puts h into TestTierA only (the CPU tier bypassed meanwhile). */
+static void put_below_cpu(kvt_store *s, uint64_t h)
+{
+    assert_int_equal(kvt_backend_set_bypass(s, "LocalCPUBackend", true, NULL), KVT_OK);
+    put_h(s, h);
+    assert_int_equal(kvt_flush(s, -1), KVT_OK);
+    assert_int_equal(kvt_backend_set_bypass(s, "LocalCPUBackend", false, NULL), KVT_OK);
+}
+
+/* A get in flight on a lower tier while remove runs returns what it read, but does not
+ * promote the removed chunk back into the CPU tier. */
+static void get_in_flight_does_not_reinstate_a_removed_chunk(void **state)
+{
+    (void)state;
+    kvt_store *s = open_with(true, false, NULL, NULL);
+    put_below_cpu(s, 1);
+    tk_gate(&tk_a, false, true);
+    struct getter g = {s, 1, -1};
+    pthread_t t;
+    pthread_create(&t, NULL, get_one, &g);
+    tk_wait_parked(&tk_a, false, 1); /* read done, not yet returned */
+    kvt_key k = tk_key(1);
+    size_t removed = 0;
+    assert_int_equal(kvt_remove(s, &k, &removed), KVT_OK);
+    assert_int_equal(removed, 1);
+    tk_gate(&tk_a, false, false);
+    pthread_join(t, NULL);
+    assert_int_equal(g.rc, KVT_OK);
+    assert_int_equal(kvt_contains(s, &k, NULL), KVT_ENOENT);
+    kvt_obj *o = NULL;
+    assert_int_equal(kvt_get(s, &k, &o), KVT_ENOENT);
+    kvt_store_stats st;
+    assert_int_equal(kvt_store_get_stats(s, &st), KVT_OK);
+    assert_int_equal(st.promotions, 0);
+    kvt_store_close(s);
+}
+
+/* The same for clear. */
+static void get_in_flight_does_not_reinstate_after_clear(void **state)
+{
+    (void)state;
+    kvt_store *s = open_with(true, false, NULL, NULL);
+    put_below_cpu(s, 1);
+    tk_gate(&tk_a, false, true);
+    struct getter g = {s, 1, -1};
+    pthread_t t;
+    pthread_create(&t, NULL, get_one, &g);
+    tk_wait_parked(&tk_a, false, 1);
+    assert_int_equal(kvt_clear(s, NULL), KVT_OK);
+    tk_gate(&tk_a, false, false);
+    pthread_join(t, NULL);
+    kvt_key k = tk_key(1);
+    assert_int_equal(kvt_contains(s, &k, NULL), KVT_ENOENT);
+    kvt_store_close(s);
+}
+
+/* Pins 4 chunks of the CPU tier (1 MiB) so it has no room left for a promotion. */
+static kvt_pin *fill_cpu_with_pins(kvt_store *s, size_t chunk)
+{
+    unsigned char *buf = calloc(1, chunk);
+    kvt_key keys[4];
+    for (uint64_t i = 0; i < 4; i++) {
+        keys[i] = tk_key(100 + i);
+        assert_int_equal(kvt_put(s, &keys[i], buf, chunk, NULL), KVT_OK);
+    }
+    free(buf);
+    size_t hits = 0;
+    kvt_pin *pin = NULL;
+    assert_int_equal(kvt_lookup_prefix(s, keys, 4, &hits, NULL, 0, NULL, &pin), KVT_OK);
+    assert_int_equal(hits, 4);
+    return pin;
+}
+
+/* get_into of a chunk held only below a full CPU tier reads into the caller's buffer,
+ * through the tier's get_into slot (TestTierB) or a heap buffer (TestTierA), and skips
+ * the promotion; kvt_get gets a heap object. */
+static void get_into_never_fails_for_lack_of_cpu_room(void **state)
+{
+    (void)state;
+    const size_t chunk = 256 * 1024;
+    kvt_config *cfg = tk_config(1.0);
+    kvt_store *s = NULL;
+    atomic_store(&tk_a.wanted, true);
+    atomic_store(&tk_b.wanted, true);
+    assert_int_equal(kvt_store_open(cfg, &tk_quiet, &s), KVT_OK);
+    kvt_config_free(cfg);
+    put_below_cpu(s, 1);
+    assert_int_equal(kvt_backend_set_bypass(s, "TestTierA", true, NULL), KVT_OK);
+    kvt_pin *pin = fill_cpu_with_pins(s, chunk);
+    unsigned char got[LEN], want[LEN];
+    tk_fill(want, sizeof want, 1);
+    size_t len = 0;
+    kvt_key k = tk_key(1);
+    const char *tier = NULL;
+    assert_int_equal(kvt_contains(s, &k, &tier), KVT_OK);
+    assert_string_equal(tier, "TestTierB");
+    assert_int_equal(kvt_get_into(s, &k, got, sizeof got, &len), KVT_OK);
+    assert_int_equal(len, LEN);
+    assert_memory_equal(got, want, LEN);
+    assert_int_equal(atomic_load(&tk_b.get_into_calls), 1);
+    assert_int_equal(kvt_backend_set_bypass(s, "TestTierB", true, NULL), KVT_OK);
+    assert_int_equal(kvt_backend_set_bypass(s, "TestTierA", false, NULL), KVT_OK);
+    memset(got, 0, sizeof got);
+    assert_int_equal(kvt_get_into(s, &k, got, sizeof got, &len), KVT_OK); /* no slot: heap */
+    assert_memory_equal(got, want, LEN);
+    kvt_obj *o = NULL;
+    assert_int_equal(kvt_get(s, &k, &o), KVT_OK);
+    assert_memory_equal(kvt_obj_data(o), want, LEN);
+    kvt_obj_release(o);
+    kvt_store_stats st;
+    assert_int_equal(kvt_store_get_stats(s, &st), KVT_OK);
+    assert_int_equal(st.get_unstaged, 3);
+    assert_int_equal(st.promotions, 0);
+    assert_int_equal(kvt_unpin(s, pin), KVT_OK);
+    kvt_store_close(s);
+}
+
+/* batched get: each tier reads the keys still missing as one batch (TestTierB's slot),
+ * hits are copied out and promoted, misses and short buffers reported per key. */
+static void batched_get_into_reads_each_tier_as_one_batch(void **state)
+{
+    (void)state;
+    kvt_store *s = open_with(false, true, NULL, NULL);
+    put_h(s, 0);
+    put_h(s, 1);
+    assert_int_equal(kvt_backend_set_bypass(s, "LocalCPUBackend", true, NULL), KVT_OK);
+    for (uint64_t h = 2; h <= 5; h++)
+        put_h(s, h);
+    assert_int_equal(kvt_flush(s, -1), KVT_OK);
+    assert_int_equal(kvt_backend_set_bypass(s, "LocalCPUBackend", false, NULL), KVT_OK);
+    kvt_key keys[7];
+    static unsigned char bufs[7][LEN];
+    void *ptrs[7];
+    size_t caps[7], lens[7] = {0}, hits = 0;
+    int sts[7];
+    for (uint64_t i = 0; i < 7; i++) {
+        keys[i] = tk_key(i);
+        ptrs[i] = bufs[i];
+        caps[i] = LEN;
+    }
+    caps[5] = LEN - 1; /* short */
+    assert_int_equal(kvt_batched_get_into(s, 7, keys, ptrs, caps, lens, sts, &hits), KVT_OK);
+    assert_int_equal(hits, 5);
+    for (int i = 0; i < 5; i++) {
+        unsigned char want[LEN];
+        tk_fill(want, sizeof want, (uint64_t)i);
+        assert_int_equal(sts[i], KVT_OK);
+        assert_int_equal(lens[i], LEN);
+        assert_memory_equal(bufs[i], want, LEN);
+    }
+    assert_int_equal(sts[5], KVT_ETOOSMALL);
+    assert_int_equal(lens[5], LEN);
+    assert_int_equal(sts[6], KVT_ENOENT);
+    assert_int_equal(atomic_load(&tk_b.batched_get_calls), 1); /* keys 2..6 in one call */
+    kvt_key k3 = tk_key(3);
+    const char *tier = NULL;
+    assert_int_equal(kvt_contains(s, &k3, &tier), KVT_OK);
+    assert_string_equal(tier, "LocalCPUBackend"); /* promoted */
+    kvt_store_close(s);
+}
+
+/* A table built with ABI v1's struct_size keeps working; the v2 slots it happens to
+ * carry past its size are never called. */
+static bool want_v1(const kvt_config *cfg) { (void)cfg; return atomic_load(&old_wanted); }
+
+static void v1_table_never_gets_v2_slots_called(void **state)
+{
+    (void)state;
+    static struct kvt_backend_ops v1;
+    v1 = tk_b_ops;
+    v1.abi_version = 1;
+    v1.type_name = "TestTierV1";
+    v1.wanted = want_v1;
+    v1.struct_size = offsetof(struct kvt_backend_ops, batched_get);
+    assert_int_equal(kvt_register_backend_type(&v1), KVT_OK);
+    atomic_store(&old_wanted, true);
+    kvt_store *s = open_with(false, false, NULL, NULL);
+    assert_int_equal(kvt_backend_set_bypass(s, "LocalCPUBackend", true, NULL), KVT_OK);
+    put_h(s, 1);
+    put_h(s, 2);
+    assert_int_equal(kvt_flush(s, -1), KVT_OK);
+    assert_int_equal(kvt_backend_set_bypass(s, "LocalCPUBackend", false, NULL), KVT_OK);
+    kvt_key keys[2] = {tk_key(1), tk_key(2)};
+    static unsigned char b0[LEN], b1[LEN];
+    void *ptrs[2] = {b0, b1};
+    size_t caps[2] = {LEN, LEN}, hits = 0;
+    int sts[2];
+    assert_int_equal(kvt_batched_get_into(s, 2, keys, ptrs, caps, NULL, sts, &hits), KVT_OK);
+    assert_int_equal(hits, 2);
+    assert_int_equal(atomic_load(&tk_b.batched_get_calls), 0);
+    assert_int_equal(atomic_load(&tk_b.get_into_calls), 0);
+    kvt_store_close(s);
+}
+
+/* Puts that no tier took do not say KVT_OK and are not counted as stored. */
+static void put_results_are_honest(void **state)
+{
+    (void)state;
+    unsigned char b[16] = {0};
+    kvt_key k = tk_key(1);
+    kvt_config *cfg = NULL;
+    kvt_store *s = NULL;
+    kvt_store_stats st;
+    assert_int_equal(kvt_config_new(&cfg), KVT_OK);
+    assert_int_equal(kvt_config_set(cfg, "max_local_cpu_size", "0"), KVT_OK);
+    assert_int_equal(kvt_store_open(cfg, &tk_quiet, &s), KVT_OK);
+    assert_int_equal(kvt_put(s, &k, b, sizeof b, NULL), KVT_ENOTIER);
+    assert_non_null(strstr(kvt_last_error(), "no tier took the chunk"));
+    assert_int_equal(kvt_store_get_stats(s, &st), KVT_OK);
+    assert_int_equal(st.stored_chunks, 0);
+    kvt_store_close(s);
+    kvt_config_free(cfg);
+    s = open_with(false, false, "store_location", "TestTierA"); /* a type, not open */
+    assert_int_equal(kvt_put(s, &k, b, sizeof b, NULL), KVT_ENOTIER);
+    assert_int_equal(kvt_store_set_freeze(s, true), KVT_OK);
+    assert_int_equal(kvt_put(s, &k, b, sizeof b, NULL), KVT_OK); /* LMCache's frozen OK */
+    assert_int_equal(kvt_store_get_stats(s, &st), KVT_OK);
+    assert_int_equal(st.puts_frozen, 1);
+    assert_int_equal(st.puts_unstored, 1);
+    assert_int_equal(st.stored_chunks, 0);
+    kvt_store_close(s);
+}
+
+/* Location names that are no backend type are a config error naming them: a typo used
+ * to open a store whose every put "succeeded" into nothing. */
+static void unknown_location_names_fail_the_open(void **state)
+{
+    (void)state;
+    kvt_config *cfg = tk_config(4.0);
+    kvt_store *s = NULL;
+    assert_int_equal(kvt_config_set(cfg, "store_location", "LocalCpuBackend"), KVT_OK);
+    assert_int_equal(kvt_store_open(cfg, &tk_quiet, &s), KVT_ECONFIG);
+    assert_null(s);
+    assert_non_null(strstr(kvt_last_error(), "store_location names \"LocalCpuBackend\""));
+    kvt_config_free(cfg);
+    cfg = tk_config(4.0);
+    assert_int_equal(kvt_config_set(cfg, "retrieve_locations", "LocalCPUBackend,NoSuch"), KVT_OK);
+    assert_int_equal(kvt_store_open(cfg, &tk_quiet, &s), KVT_ECONFIG);
+    assert_non_null(strstr(kvt_last_error(), "\"NoSuch\""));
+    kvt_config_free(cfg);
+}
+
+/* A buggy tier that answers OK without an object is a miss, not a crash. */
+static void get_ok_without_object_is_an_error(void **state)
+{
+    (void)state;
+    kvt_store *s = open_with(true, false, NULL, NULL);
+    put_below_cpu(s, 1);
+    atomic_store(&tk_a.get_returns_null, true);
+    kvt_key k = tk_key(1);
+    kvt_obj *o = NULL;
+    assert_int_equal(kvt_get(s, &k, &o), KVT_ENOENT);
+    assert_null(o);
+    kvt_backend_stats st;
+    assert_int_equal(kvt_backend_get_stats(s, "TestTierA", &st), KVT_OK);
+    assert_int_equal(st.misses, 1);
+    kvt_store_close(s);
+}
+
+/* A put that finds a hung tier's queue full waits at most write_queue_timeout_ms, then
+ * skips that tier's copy (counted); the CPU copy is made anyway. Bypassing the tier
+ * releases puts waiting on it at once. */
+static void *put_two(void *arg)
+{
+    kvt_store *s = arg;
+    put_h(s, 20);
+    return NULL;
+}
+
+static void full_queue_costs_a_put_at_most_its_timeout(void **state)
+{
+    (void)state;
+    kvt_config *cfg = tk_config(4.0);
+    kvt_store *s = NULL;
+    atomic_store(&tk_a.wanted, true);
+    assert_int_equal(kvt_config_set(cfg, "write_queue_depth", "1"), KVT_OK);
+    assert_int_equal(kvt_config_set(cfg, "write_queue_timeout_ms", "50"), KVT_OK);
+    assert_int_equal(kvt_store_open(cfg, &tk_quiet, &s), KVT_OK);
+    kvt_config_free(cfg);
+    tk_gate(&tk_a, true, true);
+    put_h(s, 1);
+    tk_wait_parked(&tk_a, true, 1);
+    put_h(s, 2); /* fills the queue */
+    double t0 = tk_now_ms();
+    put_h(s, 3);
+    double took = tk_now_ms() - t0;
+    assert_true(took >= 45 && took < 1000);
+    kvt_key k3 = tk_key(3);
+    const char *tier = NULL;
+    assert_int_equal(kvt_contains(s, &k3, &tier), KVT_OK);
+    assert_string_equal(tier, "LocalCPUBackend");
+    kvt_backend_stats bst;
+    kvt_store_stats st;
+    assert_int_equal(kvt_backend_get_stats(s, "TestTierA", &bst), KVT_OK);
+    assert_int_equal(bst.skipped, 1);
+    assert_int_equal(kvt_store_get_stats(s, &st), KVT_OK);
+    assert_int_equal(st.wt_skipped, 1);
+    const char *keys[] = {"write_queue_timeout_ms"}, *vals[] = {"60000"};
+    assert_int_equal(kvt_store_conf_update(s, 1, keys, vals, NULL), KVT_OK);
+    pthread_t t;
+    t0 = tk_now_ms();
+    pthread_create(&t, NULL, put_two, s);
+    usleep(20000); /* let it start waiting on the full queue */
+    assert_int_equal(kvt_backend_set_bypass(s, "TestTierA", true, NULL), KVT_OK);
+    pthread_join(t, NULL);
+    assert_true(tk_now_ms() - t0 < 5000); /* released by the bypass, not the 60 s */
+    tk_gate(&tk_a, true, false);
+    assert_int_equal(kvt_flush(s, -1), KVT_OK);
+    assert_true(tier_holds(&tk_a, 1) && tier_holds(&tk_a, 2));
+    assert_false(tier_holds(&tk_a, 3) || tier_holds(&tk_a, 20));
+    kvt_store_close(s);
+}
+
+/* An LMCache file with max_local_cpu_size: 0 and no other tier opens, and says that
+ * nothing will be stored. */
+static void capture(void *ud, kvt_log_level level, const char *component, const char *msg);
+struct captured;
 
 static void batched_put_stops_at_the_first_failure(void **state)
 {
@@ -294,14 +657,15 @@ static void batched_put_stores_every_chunk(void **state)
     assert_int_equal(kvt_batched_put(s, 3, keys, data, lens, NULL, &stored), KVT_OK);
     assert_int_equal(stored, 3);
     size_t hits;
-    assert_int_equal(kvt_lookup_prefix(s, keys, 3, 0, &hits, NULL, 0, NULL), KVT_OK);
+    assert_int_equal(kvt_lookup_prefix(s, keys, 3, &hits, NULL, 0, NULL, NULL), KVT_OK);
     assert_int_equal(hits, 3);
     kvt_store_close(s);
 }
 
 /* A table built for an older ABI (struct_size ending before count_prefix) must not have
  * its count_prefix called, even though the pointer is set. */
-static bool want_old(const kvt_config *cfg) { (void)cfg; return true; }
+/* The extra types stay registered: wanted only in their own test (old_wanted). */
+static bool want_old(const kvt_config *cfg) { (void)cfg; return atomic_load(&old_wanted); }
 
 static void short_vtable_slot_is_never_called(void **state)
 {
@@ -313,11 +677,12 @@ static void short_vtable_slot_is_never_called(void **state)
     old.struct_size = offsetof(struct kvt_backend_ops, count_prefix);
     assert_non_null(old.count_prefix);
     assert_int_equal(kvt_register_backend_type(&old), KVT_OK);
+    atomic_store(&old_wanted, true);
     kvt_store *s = open_with(false, true, NULL, NULL);
     kvt_key keys[2] = {tk_key(1), tk_key(2)};
     for (uint64_t h = 1; h <= 2; h++)
         put_h(s, h);
-    kvt_flush(s);
+    kvt_flush(s, -1);
     assert_int_equal(kvt_backend_close(s, "LocalCPUBackend"), KVT_EBUSY);
     kvt_backend_info bk[4];
     size_t n = 0;
@@ -328,12 +693,12 @@ static void short_vtable_slot_is_never_called(void **state)
     assert_int_equal(kvt_backend_set_bypass(s, "TestTierB", true, NULL), KVT_OK);
     long before = atomic_load(&tk_b.count_prefix_calls);
     size_t hits = 0;
-    assert_int_equal(kvt_lookup_prefix(s, keys, 2, 0, &hits, NULL, 0, NULL), KVT_OK);
+    assert_int_equal(kvt_lookup_prefix(s, keys, 2, &hits, NULL, 0, NULL, NULL), KVT_OK);
     assert_int_equal(hits, 2); /* answered through contains() */
     assert_int_equal(atomic_load(&tk_b.count_prefix_calls), before);
     /* The full-size TestTierB does use its count_prefix. */
     assert_int_equal(kvt_backend_set_bypass(s, "TestTierB", false, NULL), KVT_OK);
-    assert_int_equal(kvt_lookup_prefix(s, keys, 2, 0, &hits, NULL, 0, NULL), KVT_OK);
+    assert_int_equal(kvt_lookup_prefix(s, keys, 2, &hits, NULL, 0, NULL, NULL), KVT_OK);
     assert_int_equal(atomic_load(&tk_b.count_prefix_calls), before + 1);
     kvt_store_close(s);
 }
@@ -365,7 +730,7 @@ static void log_lines_reach_the_handler_as_logfmt(void **state)
     assert_int_equal(c.n, before + 1);
     assert_string_equal(c.lines[before], "1 store event=backend_closed backend=TestTierA");
     kvt_store_close(s);
-    assert_string_equal(c.lines[c.n - 1], "1 store event=store_closed");
+    assert_string_equal(c.lines[c.n - 1], "1 store event=store_closed flush=KVT_OK");
     /* Below the handler's level nothing arrives. */
     struct captured quiet = {0};
     h = (kvt_log_handler){.fn = capture, .ud = &quiet, .min_level = KVT_LOG_ERROR};
@@ -415,7 +780,7 @@ static void metrics_render_lmcache_names(void **state)
     (void)state;
     kvt_store *s = open_with(true, false, NULL, NULL);
     put_h(s, 1);
-    kvt_flush(s);
+    kvt_flush(s, -1);
     char *text = NULL;
     assert_int_equal(kvt_metrics_render(s, &text), KVT_OK);
     assert_non_null(strstr(text, "lmcache:num_store_requests 1\n"));
@@ -426,27 +791,20 @@ static void metrics_render_lmcache_names(void **state)
     kvt_store_close(s);
 }
 
-static void null_arguments_are_rejected_with_a_detail(void **state)
+static void nothing_stored_is_said_at_open(void **state)
 {
     (void)state;
-    kvt_store *s = open_with(false, false, NULL, NULL);
-    kvt_key k = tk_key(1);
-    kvt_obj *o = (kvt_obj *)0x1;
-    size_t hits;
-    assert_int_equal(kvt_put(s, NULL, "x", 1, NULL), KVT_EINVAL);
-    assert_string_equal(kvt_last_error(), "kvt_put: key or data is NULL");
-    assert_int_equal(kvt_put(s, &k, NULL, 1, NULL), KVT_EINVAL);
-    assert_int_equal(kvt_get(s, NULL, &o), KVT_EINVAL);
-    assert_int_equal(kvt_get_into(s, &k, NULL, 8, NULL), KVT_EINVAL);
-    assert_int_equal(kvt_contains(s, NULL, NULL), KVT_EINVAL);
-    assert_int_equal(kvt_lookup_prefix(s, NULL, 3, 0, &hits, NULL, 0, NULL), KVT_EINVAL);
-    assert_int_equal(kvt_remove(s, NULL, NULL), KVT_EINVAL);
-    assert_int_equal(kvt_backend_close(s, NULL), KVT_ENOENT);
-    kvt_backend_stats st;
-    assert_int_equal(kvt_backend_get_stats(s, NULL, &st), KVT_ENOENT);
-    assert_string_equal(kvt_last_error(), "Backend (null) not found");
-    assert_int_equal(kvt_contains(s, &k, NULL), KVT_ENOENT); /* nothing was stored */
+    struct captured c = {0};
+    kvt_log_handler h = {.fn = capture, .ud = &c, .min_level = KVT_LOG_WARN};
+    kvt_config *cfg = NULL;
+    kvt_store *s = NULL;
+    assert_int_equal(kvt_config_new(&cfg), KVT_OK);
+    assert_int_equal(kvt_config_set(cfg, "max_local_cpu_size", "0"), KVT_OK);
+    assert_int_equal(kvt_store_open(cfg, &h, &s), KVT_OK);
+    assert_int_equal(c.n, 1);
+    assert_non_null(strstr(c.lines[0], "event=nothing_stored"));
     kvt_store_close(s);
+    kvt_config_free(cfg);
 }
 
 int main(void)
@@ -468,7 +826,17 @@ int main(void)
         cmocka_unit_test_setup(metrics_render_lmcache_names, setup),
         cmocka_unit_test_setup(log_lines_reach_the_handler_as_logfmt, setup),
         cmocka_unit_test(default_log_is_logfmt_on_stderr),
-        cmocka_unit_test_setup(null_arguments_are_rejected_with_a_detail, setup),
+        cmocka_unit_test_setup(remove_cancels_queued_writes_without_waiting_for_others, setup),
+        cmocka_unit_test_setup(get_in_flight_does_not_reinstate_a_removed_chunk, setup),
+        cmocka_unit_test_setup(get_in_flight_does_not_reinstate_after_clear, setup),
+        cmocka_unit_test_setup(get_into_never_fails_for_lack_of_cpu_room, setup),
+        cmocka_unit_test_setup(batched_get_into_reads_each_tier_as_one_batch, setup),
+        cmocka_unit_test_setup(put_results_are_honest, setup),
+        cmocka_unit_test_setup(unknown_location_names_fail_the_open, setup),
+        cmocka_unit_test_setup(get_ok_without_object_is_an_error, setup),
+        cmocka_unit_test_setup(full_queue_costs_a_put_at_most_its_timeout, setup),
+        cmocka_unit_test_setup(nothing_stored_is_said_at_open, setup),
+        cmocka_unit_test_setup(v1_table_never_gets_v2_slots_called, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 struct tk_chunk {
@@ -15,8 +16,51 @@ struct tk_chunk {
 
 #define TK_BUCKETS 65536u
 
-struct tk_world tk_a = {.mu = PTHREAD_MUTEX_INITIALIZER};
-struct tk_world tk_b = {.mu = PTHREAD_MUTEX_INITIALIZER};
+struct tk_world tk_a = {.mu = PTHREAD_MUTEX_INITIALIZER,
+                        .gate_mu = PTHREAD_MUTEX_INITIALIZER,
+                        .gate_cv = PTHREAD_COND_INITIALIZER};
+struct tk_world tk_b = {.mu = PTHREAD_MUTEX_INITIALIZER,
+                        .gate_mu = PTHREAD_MUTEX_INITIALIZER,
+                        .gate_cv = PTHREAD_COND_INITIALIZER};
+
+double tk_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* Parks the caller while the gate is closed. */
+static void pass_gate(struct tk_world *w, bool put)
+{
+    pthread_mutex_lock(&w->gate_mu);
+    bool *closed = put ? &w->put_gate_closed : &w->get_gate_closed;
+    long *parked = put ? &w->parked_puts : &w->parked_gets;
+    if (*closed) {
+        ++*parked;
+        pthread_cond_broadcast(&w->gate_cv);
+        while (*closed)
+            pthread_cond_wait(&w->gate_cv, &w->gate_mu);
+        --*parked;
+    }
+    pthread_mutex_unlock(&w->gate_mu);
+}
+
+void tk_gate(struct tk_world *w, bool put, bool closed)
+{
+    pthread_mutex_lock(&w->gate_mu);
+    *(put ? &w->put_gate_closed : &w->get_gate_closed) = closed;
+    pthread_cond_broadcast(&w->gate_cv);
+    pthread_mutex_unlock(&w->gate_mu);
+}
+
+void tk_wait_parked(struct tk_world *w, bool put, long n)
+{
+    pthread_mutex_lock(&w->gate_mu);
+    while ((put ? w->parked_puts : w->parked_gets) < n)
+        pthread_cond_wait(&w->gate_cv, &w->gate_mu);
+    pthread_mutex_unlock(&w->gate_mu);
+}
 
 struct tk_inst {
     struct tk_world *w;
@@ -77,6 +121,7 @@ static int tk_put(void *state, const kvt_key *key, kvt_obj *obj)
     unsigned delay = atomic_load(&w->put_delay_us);
     if (delay)
         usleep(delay);
+    pass_gate(w, true);
     pthread_mutex_lock(&w->mu);
     struct tk_chunk **pp = slot(w, key);
     if (!*pp) {
@@ -104,6 +149,40 @@ static int tk_get(void *state, const kvt_key *key, kvt_obj **out)
     struct tk_chunk *c = find(w, key);
     if (c && (rc = kvt_backend_alloc(in->env, c->len, &c->meta, out)) == KVT_OK)
         memcpy(kvt_obj_data_mut(*out), c->data, c->len);
+    pthread_mutex_unlock(&w->mu);
+    pass_gate(w, false);
+    if (rc == KVT_OK && atomic_load(&w->get_returns_null)) {
+        kvt_obj_release(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+/* ABI v2: the batch and the read into a caller buffer (TestTierB only). */
+static int tk_batched_get(void *state, size_t n, const kvt_key *keys, kvt_obj **outs, int *sts)
+{
+    struct tk_inst *in = state;
+    atomic_fetch_add(&in->w->batched_get_calls, 1);
+    atomic_fetch_sub(&in->w->gets, (long)n); /* tk_get counts singles */
+    for (size_t i = 0; i < n; i++)
+        sts[i] = tk_get(state, &keys[i], &outs[i]);
+    return KVT_OK;
+}
+
+static int tk_get_into(void *state, const kvt_key *key, void *buf, size_t cap, size_t *len)
+{
+    struct tk_inst *in = state;
+    struct tk_world *w = in->w;
+    int rc = KVT_ENOENT;
+    atomic_fetch_add(&w->get_into_calls, 1);
+    pthread_mutex_lock(&w->mu);
+    struct tk_chunk *c = find(w, key);
+    if (c) {
+        *len = c->len;
+        rc = c->len <= cap ? KVT_OK : KVT_ETOOSMALL;
+        if (rc == KVT_OK)
+            memcpy(buf, c->data, c->len);
+    }
     pthread_mutex_unlock(&w->mu);
     return rc;
 }
@@ -201,6 +280,8 @@ const struct kvt_backend_ops tk_b_ops = {
     .count_prefix = tk_count_prefix,
     .unpin = NULL,
     .stats = NULL,
+    .batched_get = tk_batched_get,
+    .get_into = tk_get_into,
 };
 
 static void reg(void)
@@ -234,6 +315,11 @@ void tk_reset(struct tk_world *w)
     atomic_store(&w->gets, 0);
     atomic_store(&w->contains_calls, 0);
     atomic_store(&w->count_prefix_calls, 0);
+    atomic_store(&w->batched_get_calls, 0);
+    atomic_store(&w->get_into_calls, 0);
+    atomic_store(&w->get_returns_null, false);
+    tk_gate(w, true, false);
+    tk_gate(w, false, false);
 }
 
 bool tk_holds(struct tk_world *w, const kvt_key *key, const void *data, size_t len)

@@ -3,7 +3,8 @@
  * "TestTierA" and "TestTierB" keep their chunks in a process-wide "world" that outlives
  * instances (like a remote store or files on disk), so tests can see what reached a tier
  * across close/create/recreate. Reads allocate through kvt_backend_alloc(), i.e. from
- * the CPU tier's pool, so both types declare KVT_BACKEND_USES_CPU_BUFFERS. */
+ * the CPU tier's pool, so both types declare KVT_BACKEND_USES_CPU_BUFFERS. TestTierB also
+ * fills the ABI v2 slots (batched_get, get_into); TestTierA is a v1-style table. */
 #ifndef KVTIER_TESTKIT_H
 #define KVTIER_TESTKIT_H
 
@@ -21,6 +22,14 @@ struct tk_world {
     atomic_uint put_delay_us;    /* slow writes keep queues non-empty */
     atomic_long live, created, destroyed;
     atomic_long puts, gets, contains_calls, count_prefix_calls;
+    atomic_long batched_get_calls, get_into_calls;
+    atomic_bool get_returns_null; /* get() says KVT_OK without an object (a buggy tier) */
+    /* Gates: while closed, put() (before storing) and get() (after reading, before
+     * returning) park; `parked_*` counts the calls parked, so tests wait for them. */
+    pthread_mutex_t gate_mu;
+    pthread_cond_t gate_cv;
+    bool put_gate_closed, get_gate_closed;
+    long parked_puts, parked_gets;
 };
 
 extern struct tk_world tk_a, tk_b;
@@ -28,6 +37,12 @@ extern const struct kvt_backend_ops tk_a_ops, tk_b_ops;
 
 /* Registers TestTierA and TestTierB once per process. */
 void tk_register(void);
+/* Closes or opens a world's put or get gate. */
+void tk_gate(struct tk_world *w, bool put, bool closed);
+/* Waits until `n` calls are parked at the put (or get) gate. */
+void tk_wait_parked(struct tk_world *w, bool put, long n);
+/* Milliseconds on the monotonic clock. */
+double tk_now_ms(void);
 /* Empties a world and resets its counters and switches. */
 void tk_reset(struct tk_world *w);
 /* Does the world hold `key` with exactly these bytes? */

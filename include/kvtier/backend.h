@@ -15,13 +15,14 @@
 
 #include "config.h"
 #include "key.h"
+#include "obj.h"
 #include "status.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#define KVT_BACKEND_ABI_VERSION 1u
+#define KVT_BACKEND_ABI_VERSION 2u
 #define KVT_NAME_MAX 64 /**< backend names, including the NUL */
 
 typedef enum kvt_log_level {
@@ -31,40 +32,22 @@ typedef enum kvt_log_level {
     KVT_LOG_ERROR = 3
 } kvt_log_level;
 
-/** LMCache's persisted chunk metadata (MemoryFormat, remote dtype code, 4-D shape). */
-typedef struct kvt_chunk_meta {
-    uint32_t fmt;        /**< 0 UNDEFINED, 1 KV_2LTD, ... 4 BINARY, 5 BINARY_BUFFER, 6 KV_MLA_FMT */
-    uint32_t dtype_code; /**< 0 none, 2 float16, 3 bfloat16, 4 float32, ... */
-    int32_t shape[4];
-    uint32_t num_tokens; /**< tokens this chunk covers; 0 = the store's chunk_size */
-} kvt_chunk_meta;
-
-/** An immutable, reference-counted chunk. Whoever holds a reference may read it until
- *  they release it; the bytes never change once the object is shared. */
-typedef struct kvt_obj kvt_obj;
-
-/** @return borrowed, valid while the caller holds a reference. Thread-safety: any thread. */
-KVT_API const void *kvt_obj_data(const kvt_obj *obj);
-KVT_API size_t kvt_obj_size(const kvt_obj *obj);
-KVT_API const kvt_chunk_meta *kvt_obj_meta(const kvt_obj *obj);
-/** Writable bytes: only for the creator of the object, before it is shared. */
-KVT_API void *kvt_obj_data_mut(kvt_obj *obj);
-/** Takes one more reference. Thread-safety: any thread. */
-KVT_API void kvt_obj_retain(kvt_obj *obj);
-/** Drops one reference; the last one frees the object. NULL is a no-op. */
-KVT_API void kvt_obj_release(kvt_obj *obj);
-
 /** What the store gives a backend instance: its name, buffers, logging. Opaque;
  *  valid from create() until destroy() returns. */
 typedef struct kvt_backend_env kvt_backend_env;
 
-/** Allocates an object of `size` bytes (4096-byte aligned) for a read, from the CPU
- *  tier's pool when the store has one (evicting if needed), else from the heap.
- *  @param meta copied; NULL = zeroes. @param out one reference for the caller; NULL on
- *  failure (KVT_ENOMEM). Thread-safety: any thread. */
+/** Allocates a writable object of `size` bytes (4096-byte aligned) for a read, from the
+ *  store's CPU pool when it has a CPU tier (evicting if needed), else from the heap.
+ *  During a kvt_get_into() that found the CPU tier full, on the thread that runs the
+ *  backend's get(), it comes from the heap instead. KVT_ENOMEM when there is no room,
+ *  KVT_EINVAL for a size of 0 or one that cannot be rounded to 4096 (a length read from a
+ *  corrupt header takes this path). @param meta copied; NULL = zeroes. @param out one
+ *  reference for the caller; NULL on failure. Thread-safety: any thread. */
 KVT_API int kvt_backend_alloc(const kvt_backend_env *env, size_t size, const kvt_chunk_meta *meta,
                               kvt_obj **out);
-/** Logs through the store's handler with the backend's name as component. */
+/** Logs through the store's handler with the backend's name as component. Lines logged
+ *  inside create() (which runs while the store holds its management lock) are held back
+ *  and delivered once the lock is released, so a handler may call back into kvtier. */
 KVT_API void kvt_backend_log(const kvt_backend_env *env, kvt_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /** The instance's registry name. @return borrowed. */
@@ -76,6 +59,9 @@ typedef struct kvt_backend_stats {
     uint64_t puts, put_failures;    /**< counted by the store (write-through included) */
     uint64_t queued;                /**< write-through items waiting, store side */
     uint64_t bytes_used, capacity_bytes, objects, evictions, pinned; /**< from the backend */
+    uint64_t skipped;   /**< puts whose copy skipped this tier: queue full past the timeout,
+                             or bypassed or closed while the put waited */
+    uint64_t cancelled; /**< queued writes dropped because remove/clear invalidated them */
 } kvt_backend_stats;
 
 /** Flags of a backend type. */
@@ -97,8 +83,9 @@ struct kvt_backend_ops {
     /** Stores `obj` (borrowed: retain it to keep it). Non-CPU tiers are called from the
      *  instance's write-through thread, one put at a time. An existing key: KVT_OK. */
     int (*put)(void *state, const kvt_key *key, kvt_obj *obj);
-    /** KVT_OK with one reference in `*out`, KVT_ENOENT on a miss, another status on error
-     *  (counted as a miss by the store). Called from any thread. */
+    /** KVT_OK with one reference in `*out` (allocate it with kvt_backend_alloc()),
+     *  KVT_ENOENT on a miss, another status on error (counted as a miss by the store; OK
+     *  with a NULL object is an error too). Called from any thread. */
     int (*get)(void *state, const kvt_key *key, kvt_obj **out);
     /** 1 stored, 0 not, negative on error. Called from any thread. */
     int (*contains)(void *state, const kvt_key *key);
@@ -113,7 +100,17 @@ struct kvt_backend_ops {
     int (*unpin)(void *state, const kvt_key *key);
     /** Fills the backend's own gauges. */
     void (*stats)(void *state, kvt_backend_stats *out);
-    /* ---- ABI version 1 ends here; append only ---- */
+    /* ---- ABI version 1 ends here ---- */
+    /** Optional: reads `n` keys at once (one io_uring batch, one pipeline). statuses[i]
+     *  and outs[i] as get() gives them for keys[i]; outs[i] is NULL unless statuses[i] is
+     *  KVT_OK. Returns KVT_OK unless the whole batch failed. Without it, the store calls
+     *  get() once per key. */
+    int (*batched_get)(void *state, size_t n, const kvt_key *keys, kvt_obj **outs, int *statuses);
+    /** Optional: reads `key` straight into `buf` (`cap` bytes, any alignment), `*len` = the
+     *  chunk size; KVT_ETOOSMALL (with `*len` set) when `cap` is short. Used when the CPU
+     *  tier has no room to stage a read; without it the store reads through a heap buffer. */
+    int (*get_into)(void *state, const kvt_key *key, void *buf, size_t cap, size_t *len);
+    /* ---- ABI version 2 ends here; append only ---- */
 };
 
 /** True when `ops` was built with slot `slot` and fills it. */

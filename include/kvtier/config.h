@@ -5,7 +5,12 @@
  * environment variable, runtime-mutable flag, validator, one-line doc. Values come
  * from four sources; a value from a higher source always wins, whatever the call
  * order: defaults < file (YAML or JSON) < LMCACHE_* environment < C API setters.
- * Keys of LMCache's `extra_config` map are addressed as "extra_config.<subkey>". */
+ * Keys of LMCache's `extra_config` map are addressed as "extra_config.<subkey>".
+ *
+ * LMCache keys kvtier lacks (use_layerwise, enable_pd, storage_plugins, ...) are a second,
+ * smaller table (kvt_config_ignored_key_at()): a file, the environment or a setter may
+ * give them their disabled value, which is ignored; any other value is an error naming the
+ * feature it asks for. Errors quote values as written ("-10", "0400"). */
 #ifndef KVTIER_CONFIG_H
 #define KVTIER_CONFIG_H
 
@@ -62,13 +67,19 @@ KVT_API int kvt_config_dup(const kvt_config *cfg, kvt_config **out);
 KVT_API void kvt_config_free(kvt_config *cfg);
 
 /** Loads a flat YAML or JSON file (".json" suffix = JSON, else YAML) at file precedence.
- *  `extra_config` may be a nested map. Unknown keys, bad values or features kvtier lacks
- *  fail with KVT_ECONFIG and a kvt_last_error() naming the key; on failure `cfg` is
- *  unchanged. @param path borrowed. */
+ *  `extra_config` may be a nested map. Plain (unquoted) YAML scalars are typed by YAML
+ *  1.1's rules, as PyYAML reads LMCache files: `on`/`off`/`yes`/`no`/`y`/`n` booleans,
+ *  `0400` octal (256), `0x1F`, `0b101`, `1_000`; quoted scalars are text. Unknown keys,
+ *  bad values or features kvtier lacks fail with KVT_ECONFIG and a kvt_last_error()
+ *  naming the key; on failure `cfg` is unchanged. A file larger than 1 MiB, or one nested
+ *  deeper than 32 levels (a flat config needs 3), is refused before any value is read, in
+ *  time linear in its size. @param path borrowed. */
 KVT_API int kvt_config_load_file(kvt_config *cfg, const char *path);
 
-/** Reads LMCACHE_<KEY> variables (and LMCACHE_EXTRA_CONFIG, a JSON object) at environment
- *  precedence; all or nothing. Thread-safety: not concurrently with setenv(). */
+/** Reads LMCACHE_<KEY> variables (and LMCACHE_EXTRA_CONFIG, a JSON object nested at most
+ *  32 levels) at environment precedence; all or nothing. An LMCACHE_* variable that names
+ *  no key is no error: it is kept as a warning naming the nearest known variable, which
+ *  the store logs when it opens. Thread-safety: not concurrently with setenv(). */
 KVT_API int kvt_config_load_env(kvt_config *cfg);
 
 /** The usual recipe: defaults, then the file `path` (or $LMCACHE_CONFIG_FILE when `path`
@@ -91,7 +102,9 @@ KVT_API int kvt_config_set_float(kvt_config *cfg, const char *key, double value)
 KVT_API int kvt_config_patch(kvt_config *cfg, size_t n, const char *const keys[],
                              const char *const values[], bool runtime_only, size_t *bad_key);
 
-/** Typed getters; KVT_ENOENT for an unknown key, KVT_EINVAL for the wrong type. */
+/** Typed getters; KVT_ENOENT for an unknown key, KVT_EINVAL for the wrong type or a NULL
+ *  config or key. `out` (and `items`, `n`, and get_source's `out`) may be NULL: the call
+ *  then only checks that the key exists with that type. */
 KVT_API int kvt_config_get_bool(const kvt_config *cfg, const char *key, bool *out);
 KVT_API int kvt_config_get_int(const kvt_config *cfg, const char *key, int64_t *out);
 KVT_API int kvt_config_get_float(const kvt_config *cfg, const char *key, double *out);
@@ -114,6 +127,21 @@ KVT_API int kvt_config_get_source(const kvt_config *cfg, const char *key,
  *  Thread-safety: any thread (the table is static). */
 KVT_API size_t kvt_config_key_count(void);
 KVT_API int kvt_config_key_at(size_t i, kvt_config_key_info *out);
+
+/** One LMCache key kvtier lacks. Its variable is LMCACHE_ followed by the name in upper
+ *  case; it has no value to get, and kvt_config_patch(runtime_only) calls it unknown. */
+typedef struct kvt_config_ignored_key {
+    const char *name;          /**< "use_layerwise" */
+    kvt_config_type type;
+    const char *disabled_text; /**< the only value accepted ("false", "256"); "" = unset or
+                                    empty; NULL = any value (the key means nothing here) */
+    const char *feature;       /**< what any other value asks for ("layer-wise KV transfer") */
+} kvt_config_ignored_key;
+
+/** Number of rows of the ignored-key table; `i`-th row (KVT_ERANGE past the end).
+ *  Thread-safety: any thread (the table is static). */
+KVT_API size_t kvt_config_ignored_key_count(void);
+KVT_API int kvt_config_ignored_key_at(size_t i, kvt_config_ignored_key *out);
 
 #ifdef __cplusplus
 }

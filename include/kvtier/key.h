@@ -67,10 +67,10 @@ KVT_API int kvt_key_to_string(const kvt_key *key, char *buf, size_t cap);
  *  On failure `*out` is zeroed. @param s borrowed. */
 KVT_API int kvt_key_parse(const char *s, kvt_key *out);
 
-/** True when both keys denote the same chunk. */
+/** True when both keys denote the same chunk (two NULLs are equal, NULL and a key not). */
 KVT_API bool kvt_key_equal(const kvt_key *a, const kvt_key *b);
 
-/** 64-bit hash of a whole key (for hash tables). */
+/** 64-bit hash of a whole key (for hash tables); 0 for NULL. */
 KVT_API uint64_t kvt_key_hash(const kvt_key *key);
 
 /** Chained per-chunk token hashes: h_i = XXH3_64(tokens of chunk i as little-endian

@@ -35,7 +35,8 @@ extern "C" {
     X(ECORRUPT, -4001, "stored entry failed verification")                       \
     X(EUNAVAIL, -4002, "backend not available on this host")                     \
     X(ECONFIG, -4003, "invalid configuration")                                   \
-    X(ETOOSMALL, -4004, "buffer too small")
+    X(ETOOSMALL, -4004, "buffer too small")                                      \
+    X(ENOTIER, -4005, "no tier took the chunk")
 
 /** Result of every fallible kvtier call: KVT_OK (0) or a negative code. */
 typedef enum kvt_status {
