@@ -149,6 +149,14 @@ static const struct conf_desc conf_table[] = {
     I("backend_close_timeout_ms", "10000", ENV("BACKEND_CLOSE_TIMEOUT_MS"), F_RUNTIME, 0, 3600000,
       "kvtier: ms kvt_backend_close waits for a tier's in-flight calls and queue; past it the "
       "tier stays DRAINING and the close returns KVT_ETIMEDOUT."),
+    I("breaker_failures", "5", ENV("BREAKER_FAILURES"), F_RUNTIME, 1, 1000000,
+      "kvtier: consecutive failures (timeouts, I/O errors; not misses) that open a tier's "
+      "circuit breaker: the tier is bypassed until a probe succeeds."),
+    I("breaker_backoff_ms", "1000", ENV("BREAKER_BACKOFF_MS"), F_RUNTIME, 10, 3600000,
+      "kvtier: ms an open breaker waits before its first probe; doubled after each failed "
+      "probe."),
+    I("breaker_backoff_max_ms", "60000", ENV("BREAKER_BACKOFF_MAX_MS"), F_RUNTIME, 10, 86400000,
+      "kvtier: cap of the breaker's back-off, so a tier that recovers is back within this."),
     /* extra_config subkeys: only through LMCACHE_EXTRA_CONFIG or a file's extra_config map. */
     XI("disk_io_threads", "4", 0, 256, "LocalDisk I/O threads; 0 = no pool."),
     XB("use_odirect", "false", "LocalDisk O_DIRECT when the length is block-aligned."),

@@ -133,6 +133,8 @@ static void bk_write(void *ud, const kvt_key *key, kvt_obj *obj, bool abandoned)
     kvt_store *s = bk->store;
     int rc = abandoned ? KVT_ECLOSED : bk->ops->put(bk->state, key, obj);
     kvt_obj_release(obj);
+    if (!abandoned)
+        kvt__bk_result(bk, rc);
     if (rc == KVT_OK) {
         atomic_fetch_add(&bk->puts, 1);
         atomic_fetch_add(&s->st.wt_done, 1);
@@ -201,6 +203,7 @@ static void bk_free(kvt__bk *bk)
     pthread_mutex_destroy(&bk->drain_mu);
     pthread_cond_destroy(&bk->drain_cv);
     pthread_mutex_destroy(&bk->log_mu);
+    kvt__breaker_destroy(&bk->breaker);
     free(bk);
 }
 
@@ -225,6 +228,7 @@ static int bk_new(kvt_store *s, const struct tier_type *t, unsigned rank, kvt__b
     pthread_mutex_init(&bk->drain_mu, NULL);
     cond_init_monotonic(&bk->drain_cv);
     pthread_mutex_init(&bk->log_mu, NULL);
+    kvt__breaker_init(&bk->breaker);
     bk->defer_log = true;
     bk->ops = t->ops;
     bk->store = s;
@@ -492,6 +496,26 @@ int kvt_backend_get_stats(kvt_store *s, const char *name, kvt_backend_stats *out
         out->put_failures = atomic_load(&bk->put_failures);
         out->skipped = atomic_load(&bk->skipped);
         out->cancelled = atomic_load(&bk->cancelled);
+    }
+    unref_all(bks, m);
+    return bk ? KVT_OK : kvt__bk_not_found(name);
+}
+
+int kvt_backend_get_health(kvt_store *s, const char *name, kvt_backend_health *out)
+{
+    kvt__bk *bks[2 * KVT_MAX_BACKENDS], *bk = NULL;
+    if (!s || !out)
+        return kvt__fail(KVT_EINVAL, "kvt_backend_get_health: store or out is NULL");
+    memset(out, 0, sizeof *out);
+    size_t m = kvt__open_backends(s, bks);
+    for (size_t i = 0; i < m && name; i++)
+        if (!bk && strcmp(bks[i]->name, name) == 0)
+            bk = bks[i];
+    if (bk) {
+        kvt__breaker_report(&bk->breaker, out);
+        pthread_mutex_lock(&s->mgmt);
+        out->bypass_manual = name_in(s->bypass, s->nbypass, bk->name);
+        pthread_mutex_unlock(&s->mgmt);
     }
     unref_all(bks, m);
     return bk ? KVT_OK : kvt__bk_not_found(name);

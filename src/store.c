@@ -1,4 +1,5 @@
 /* kvtier — the store and its data path. The lock protocol is described in store.h. */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,6 +127,135 @@ int kvt_backend_alloc(const kvt_backend_env *env, size_t size, const kvt_chunk_m
     return rc;
 }
 
+/* ------------------------------------------------------------------ breaker, health */
+
+static struct kvt__breaker_conf breaker_conf(kvt_store *s)
+{
+    return (struct kvt__breaker_conf){(uint32_t)atomic_load(&s->breaker_failures),
+                                      atomic_load(&s->breaker_backoff_ms),
+                                      atomic_load(&s->breaker_backoff_max_ms)};
+}
+
+static void health_kick(kvt_store *s)
+{
+    pthread_mutex_lock(&s->health_mu);
+    pthread_cond_signal(&s->health_cv);
+    pthread_mutex_unlock(&s->health_mu);
+}
+
+void kvt__bk_result(kvt__bk *bk, int status)
+{
+    if (bk->is_cpu)
+        return;
+    kvt_store *s = bk->store;
+    struct kvt__breaker_conf c = breaker_conf(s);
+    if (!kvt__breaker_record(&bk->breaker, status, kvt_last_error(), &c))
+        return;
+    kvt__log(&s->log, KVT_LOG_WARN, bk->name,
+             "event=breaker_open status=%s failures=%u backoff_ms=%lld", kvt_status_name(status),
+             c.threshold, (long long)c.backoff_ms);
+    health_kick(s);
+}
+
+static int call_get(kvt__bk *bk, const kvt_key *key, kvt_obj **out);
+
+/* Without a ping slot: put, get back and remove a scratch chunk. */
+static int self_test(kvt__bk *bk)
+{
+    struct timespec ts;
+    kvt_key k;
+    kvt_obj *obj = NULL, *got = NULL;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int rc = kvt_key_init(&k, "kvtier-probe", 1, 0, (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec,
+                          "uint8");
+    if (rc == KVT_OK)
+        rc = kvt__obj_heap_new(KVT__ALIGN, NULL, &obj);
+    if (rc != KVT_OK)
+        return rc;
+    memset(obj->data, 0x5a, obj->size);
+    atomic_store(&obj->readonly, true);
+    rc = bk->ops->put(bk->state, &k, obj);
+    if (rc == KVT_OK && (rc = call_get(bk, &k, &got)) == KVT_OK &&
+        (got->size != obj->size || memcmp(got->data, obj->data, obj->size) != 0))
+        rc = kvt__fail(KVT_EIO, "probe read back other bytes than it wrote");
+    bk->ops->remove(bk->state, &k);
+    kvt_obj_release(got);
+    kvt_obj_release(obj);
+    return rc;
+}
+
+/* HALF_OPEN: one probe decides. */
+static void probe(kvt_store *s, kvt__bk *bk)
+{
+    struct timespec t0, t1;
+    struct kvt__breaker_conf c = breaker_conf(s);
+    if (!kvt__bk_enter(bk))
+        return; /* closing: its breaker no longer matters */
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rc = KVT_BACKEND_OPS_HAS(bk->ops, ping) ? bk->ops->ping(bk->state) : self_test(bk);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    kvt__bk_leave(bk);
+    double ms = kvt__ms_between(&t0, &t1);
+    kvt__breaker_probed(&bk->breaker, rc, kvt_last_error(), ms, &c);
+    if (rc == KVT_OK)
+        kvt__log(&s->log, KVT_LOG_INFO, bk->name, "event=breaker_closed probe_ms=%.3f", ms);
+    else
+        kvt__log(&s->log, KVT_LOG_WARN, bk->name, "event=breaker_probe_failed status=%s",
+                 kvt_status_name(rc));
+}
+
+static void *health_main(void *arg)
+{
+    kvt_store *s = arg;
+    pthread_mutex_lock(&s->health_mu);
+    while (!s->health_stop) {
+        pthread_mutex_unlock(&s->health_mu);
+        kvt__bk *bks[2 * KVT_MAX_BACKENDS];
+        struct timespec next = kvt__deadline(-1);
+        bool any_open = false;
+        size_t n = kvt__open_backends(s, bks);
+        for (size_t i = 0; i < n; i++) {
+            kvt__bk *bk = bks[i];
+            if (!bk->is_cpu && kvt__breaker_due(&bk->breaker, &next))
+                probe(s, bk);
+            if (!bk->is_cpu && !kvt__breaker_allows(&bk->breaker)) {
+                kvt__breaker_due(&bk->breaker, &next); /* lowers next to its retry time */
+                any_open = true;
+            }
+            kvt__bk_unref(bk);
+        }
+        pthread_mutex_lock(&s->health_mu);
+        if (s->health_stop)
+            break;
+        if (any_open)
+            pthread_cond_timedwait(&s->health_cv, &s->health_mu, &next);
+        else
+            pthread_cond_wait(&s->health_cv, &s->health_mu);
+    }
+    pthread_mutex_unlock(&s->health_mu);
+    return NULL;
+}
+
+static int health_start(kvt_store *s)
+{
+    if (pthread_create(&s->health_thread, NULL, health_main, s) != 0)
+        return kvt__fail(KVT_ENOMEM, "cannot start the health thread");
+    s->health_started = true;
+    return KVT_OK;
+}
+
+static void health_stop(kvt_store *s)
+{
+    if (!s->health_started)
+        return;
+    pthread_mutex_lock(&s->health_mu);
+    s->health_stop = true;
+    pthread_cond_signal(&s->health_cv);
+    pthread_mutex_unlock(&s->health_mu);
+    pthread_join(s->health_thread, NULL);
+    s->health_started = false;
+}
+
 /* ------------------------------------------------------------------ open, close */
 
 /* store_location and retrieve_locations name backend types; a typo would store nothing. */
@@ -140,6 +270,7 @@ static int check_location(const char *key, const char *name)
 static int copy_settings(kvt_store *s)
 {
     int64_t chunk = 0, depth = 0, wq_ms = 0, close_ms = 0;
+    int64_t bf = 0, bb = 0, bmax = 0;
     const char *loc = NULL;
     const char *const *items = NULL;
     size_t n = 0;
@@ -150,6 +281,12 @@ static int copy_settings(kvt_store *s)
         rc = kvt_config_get_int(s->cfg, "write_queue_timeout_ms", &wq_ms);
     if (rc == KVT_OK)
         rc = kvt_config_get_int(s->cfg, "backend_close_timeout_ms", &close_ms);
+    if (rc == KVT_OK)
+        rc = kvt_config_get_int(s->cfg, "breaker_failures", &bf);
+    if (rc == KVT_OK)
+        rc = kvt_config_get_int(s->cfg, "breaker_backoff_ms", &bb);
+    if (rc == KVT_OK)
+        rc = kvt_config_get_int(s->cfg, "breaker_backoff_max_ms", &bmax);
     if (rc == KVT_OK)
         rc = kvt_config_get_str(s->cfg, "store_location", &loc);
     if (rc == KVT_OK)
@@ -168,6 +305,10 @@ static int copy_settings(kvt_store *s)
     s->write_queue_depth = (size_t)depth;
     atomic_store(&s->wq_timeout_ms, wq_ms);
     atomic_store(&s->close_timeout_ms, close_ms);
+    atomic_store(&s->breaker_failures, bf);
+    atomic_store(&s->breaker_backoff_ms, bb);
+    atomic_store(&s->breaker_backoff_max_ms, bmax);
+    atomic_store(&s->conf_version, 1);
     kvt__strlcpy(s->store_location, loc ? loc : "", sizeof s->store_location);
     for (size_t i = 0; i < n; i++)
         kvt__strlcpy(s->retrieve_locations[i], items[i], KVT_NAME_MAX);
@@ -205,6 +346,8 @@ static void store_free(kvt_store *s)
     kvt_config_free(s->cfg);
     pthread_rwlock_destroy(&s->reg_lock);
     pthread_mutex_destroy(&s->mgmt);
+    pthread_mutex_destroy(&s->health_mu);
+    pthread_cond_destroy(&s->health_cv);
     free(s);
 }
 
@@ -250,6 +393,12 @@ int kvt_store_open(const kvt_config *cfg, const kvt_log_handler *log, kvt_store 
     pthread_rwlock_init(&s->reg_lock, &attr);
     pthread_rwlockattr_destroy(&attr);
     pthread_mutex_init(&s->mgmt, NULL);
+    pthread_mutex_init(&s->health_mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->health_cv, &ca);
+    pthread_condattr_destroy(&ca);
     s->log = log ? *log : (kvt_log_handler){.fn = NULL, .ud = NULL, .min_level = KVT_LOG_INFO};
     rc = kvt_config_dup(cfg, &s->cfg);
     if (rc == KVT_OK)
@@ -263,6 +412,8 @@ int kvt_store_open(const kvt_config *cfg, const kvt_log_handler *log, kvt_store 
         log_config_notices(s);
         rc = kvt_backends_create(s, NULL, 0, NULL);
     }
+    if (rc == KVT_OK)
+        rc = health_start(s);
     if (rc != KVT_OK) {
         char detail[512]; /* closing what was made must not overwrite the reason */
         kvt__strlcpy(detail, kvt_last_error(), sizeof detail);
@@ -281,6 +432,7 @@ int kvt_store_close(kvt_store *s)
 {
     if (!s)
         return KVT_OK;
+    health_stop(s);
     int rc = kvt_flush(s, atomic_load(&s->close_timeout_ms));
     kvt__registry_close_all(s);
     kvt__log(&s->log, KVT_LOG_INFO, "store", "event=store_closed flush=%s", kvt_status_name(rc));
@@ -295,7 +447,7 @@ static bool bit(uint32_t mask, size_t i) { return (mask >> i) & 1u; }
 /* May tier i serve gets and lookups right now? (LMCache's get_active_storage_backends) */
 static bool get_active(kvt_store *s, const kvt__snap *sn, size_t i)
 {
-    if (bit(sn->bypass, i) || bit(sn->no_get, i))
+    if (bit(sn->bypass, i) || bit(sn->no_get, i) || !kvt__breaker_allows(&sn->bk[i]->breaker))
         return false;
     return !atomic_load_explicit(&s->frozen, memory_order_relaxed) || sn->bk[i]->is_cpu;
 }
@@ -342,7 +494,8 @@ static int commit(kvt_store *s, kvt__snap *sn, const kvt_key *key, kvt_obj *obj)
     atomic_store(&obj->readonly, true);
     for (size_t i = 0; i < sn->n; i++) {
         kvt__bk *bk = sn->bk[i];
-        if (bit(sn->bypass, i) || bit(sn->no_put, i) || !kvt__bk_enter(bk))
+        if (bit(sn->bypass, i) || bit(sn->no_put, i) || !kvt__breaker_allows(&bk->breaker) ||
+            !kvt__bk_enter(bk))
             continue;
         int rc = put_tier(s, bk, key, obj, &deadline);
         kvt__bk_leave(bk);
@@ -501,6 +654,7 @@ static int tier_get(kvt_store *s, kvt__snap *sn, size_t i, const kvt_key *key, u
         }
     }
     kvt__bk_leave(bk);
+    kvt__bk_result(bk, rc);
     bool hit = rc == KVT_OK || (into && into->direct);
     atomic_fetch_add(hit ? &bk->hits : &bk->misses, 1);
     if (unstaged && hit)
@@ -599,10 +753,15 @@ static void batch_tier(kvt_store *s, kvt__snap *sn, size_t i, uint64_t gen, cons
         objs[j] = NULL;
         sts[j] = KVT_ENOENT;
     }
-    if (bk->ops->batched_get(bk->state, m, tmp, objs, sts) != KVT_OK)
+    int brc = bk->ops->batched_get(bk->state, m, tmp, objs, sts);
+    if (brc != KVT_OK)
         for (size_t j = 0; j < m; j++)
             sts[j] = KVT_EIO;
     kvt__bk_leave(bk);
+    if (brc != KVT_OK) /* one failure, not m */
+        kvt__bk_result(bk, brc);
+    for (size_t j = 0; brc == KVT_OK && j < m; j++)
+        kvt__bk_result(bk, sts[j]);
     for (size_t j = 0; j < m; j++) {
         size_t k = idx[j];
         struct into in = {bufs[k], caps[k], 0, false};
@@ -698,9 +857,11 @@ int kvt_contains(kvt_store *s, const kvt_key *key, const char **tier)
         kvt__bk *bk = sn->bk[i];
         if (!get_active(s, sn, i) || !kvt__bk_enter(bk))
             continue;
-        if (bk->ops->contains(bk->state, key) == 1)
-            found = bk->ops->type_name;
+        int r = bk->ops->contains(bk->state, key);
         kvt__bk_leave(bk);
+        kvt__bk_result(bk, r < 0 ? r : KVT_OK);
+        if (r == 1)
+            found = bk->ops->type_name;
     }
     kvt__snap_put(sn);
     if (tier)
@@ -950,18 +1111,39 @@ int kvt_store_get_stats(kvt_store *s, kvt_store_stats *out)
     return KVT_OK;
 }
 
-int kvt_store_conf_update(kvt_store *s, size_t n, const char *const keys[],
-                          const char *const values[], size_t *bad_key)
+/* The settings that apply at once; mgmt held. */
+static void refresh_runtime(kvt_store *s)
 {
-    int64_t wq_ms = 0, close_ms = 0;
+    static const struct {
+        const char *key;
+        size_t off;
+    } live[] = {
+        {"write_queue_timeout_ms", offsetof(kvt_store, wq_timeout_ms)},
+        {"backend_close_timeout_ms", offsetof(kvt_store, close_timeout_ms)},
+        {"breaker_failures", offsetof(kvt_store, breaker_failures)},
+        {"breaker_backoff_ms", offsetof(kvt_store, breaker_backoff_ms)},
+        {"breaker_backoff_max_ms", offsetof(kvt_store, breaker_backoff_max_ms)},
+    };
+    for (size_t i = 0; i < KVT__ARRAY_LEN(live); i++) {
+        int64_t v = 0;
+        if (kvt_config_get_int(s->cfg, live[i].key, &v) == KVT_OK)
+            atomic_store((atomic_int_fast64_t *)((char *)s + live[i].off), v);
+    }
+}
+
+int kvt_store_conf_update_if(kvt_store *s, uint64_t version, size_t n, const char *const keys[],
+                             const char *const values[], size_t *bad_key)
+{
     NEED(s && (!n || (keys && values)), "kvt_store_conf_update", "store, keys or values is NULL");
     pthread_mutex_lock(&s->mgmt);
-    int rc = kvt_config_patch(s->cfg, n, keys, values, true, bad_key);
+    uint64_t now = atomic_load(&s->conf_version);
+    int rc = version && version != now
+                 ? kvt__fail(KVT_EBUSY, "config changed since version %llu (it is at %llu)",
+                             (unsigned long long)version, (unsigned long long)now)
+                 : kvt_config_patch(s->cfg, n, keys, values, true, bad_key);
     if (rc == KVT_OK) {
-        kvt_config_get_int(s->cfg, "write_queue_timeout_ms", &wq_ms);
-        kvt_config_get_int(s->cfg, "backend_close_timeout_ms", &close_ms);
-        atomic_store(&s->wq_timeout_ms, wq_ms);
-        atomic_store(&s->close_timeout_ms, close_ms);
+        refresh_runtime(s);
+        atomic_fetch_add(&s->conf_version, 1);
     }
     pthread_mutex_unlock(&s->mgmt);
     if (rc == KVT_OK)
@@ -969,6 +1151,14 @@ int kvt_store_conf_update(kvt_store *s, size_t n, const char *const keys[],
             kvt__log(&s->log, KVT_LOG_INFO, "store", "event=config_changed key=%s", keys[i]);
     return rc;
 }
+
+int kvt_store_conf_update(kvt_store *s, size_t n, const char *const keys[],
+                          const char *const values[], size_t *bad_key)
+{
+    return kvt_store_conf_update_if(s, 0, n, keys, values, bad_key);
+}
+
+uint64_t kvt_store_conf_version(kvt_store *s) { return s ? atomic_load(&s->conf_version) : 0; }
 
 int kvt_store_conf_dup(kvt_store *s, kvt_config **out)
 {

@@ -20,6 +20,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "breaker.h"
 #include "internal.h"
 #include "log.h"
 #include "obj.h"
@@ -50,6 +51,7 @@ typedef struct kvt__bk {
     bool is_cpu;
     char name[KVT_NAME_MAX];
     atomic_uint_fast64_t hits, misses, puts, put_failures, skipped, cancelled, abandoned;
+    kvt__breaker breaker; /* unused for the CPU tier */
     /* Lines the backend logged while the store held mgmt (create), sent after. */
     pthread_mutex_t log_mu;
     bool defer_log;
@@ -86,6 +88,13 @@ struct kvt_store {
      * its chunk under an older value does not reinstate it (checked under the CPU lock). */
     atomic_uint_fast64_t inval_gen;
     atomic_int_fast64_t wq_timeout_ms, close_timeout_ms; /* runtime-mutable */
+    atomic_int_fast64_t breaker_failures, breaker_backoff_ms, breaker_backoff_max_ms;
+    atomic_uint_fast64_t conf_version;
+    /* The health thread probes tiers whose breaker is open (breaker.h). */
+    pthread_t health_thread;
+    bool health_started, health_stop; /* health_stop guarded by health_mu */
+    pthread_mutex_t health_mu;
+    pthread_cond_t health_cv;
     /* Fixed at open: not runtime-mutable keys. */
     uint32_t chunk_size;
     size_t write_queue_depth;
@@ -101,6 +110,10 @@ struct kvt_store {
         atomic_uint_fast64_t puts_frozen, puts_unstored, get_unstaged;
     } st;
 };
+
+/* Counts the result of a call into a lower tier with its breaker (store.c); a failure
+ * that opens it is logged and wakes the health thread. No lock held. */
+void kvt__bk_result(kvt__bk *bk, int status);
 
 /* Snapshots (store.c). */
 kvt__snap *kvt__snap_get(kvt_store *s);

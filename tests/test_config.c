@@ -238,7 +238,9 @@ static void runtime_mutable_set_is_the_allowlist(void **state)
     static const char *const allow[] = { "remote_url",   "blocking_timeout_secs", "local_disk",
                                          "max_local_disk_size", "gds_path", "gds_buffer_size",
                                          "use_gds",      "cache_policy", "max_gds_size",
-                                         "write_queue_timeout_ms", "backend_close_timeout_ms" };
+                                         "write_queue_timeout_ms", "backend_close_timeout_ms",
+                                         "breaker_failures", "breaker_backoff_ms",
+                                         "breaker_backoff_max_ms" };
     (void)state;
     for (size_t i = 0; i < kvt_config_key_count(); i++) {
         kvt_config_key_info info;

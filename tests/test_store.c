@@ -624,6 +624,99 @@ static void full_queue_costs_a_put_at_most_its_timeout(void **state)
     kvt_store_close(s);
 }
 
+static kvt_backend_health health_of(kvt_store *s, const char *name)
+{
+    kvt_backend_health h;
+    assert_int_equal(kvt_backend_get_health(s, name, &h), KVT_OK);
+    return h;
+}
+
+/* Waits (bounded) until the breaker of `name` is in state `want`. */
+static kvt_backend_health wait_breaker(kvt_store *s, const char *name, kvt_breaker_state want)
+{
+    alarm(20);
+    kvt_backend_health h = health_of(s, name);
+    while (h.breaker != want) {
+        usleep(2000);
+        h = health_of(s, name);
+    }
+    alarm(0);
+    return h;
+}
+
+/* Consecutive failures open a tier's breaker: the data path skips it and serves from the
+ * CPU tier; failed probes back off longer; once the tier works again a probe closes it
+ * by itself. The operator's manual bypass is separate and survives all of it. */
+static void breaker_opens_on_failures_and_recovers_by_itself(void **state)
+{
+    (void)state;
+    kvt_store *s = open_with(true, false, "breaker_backoff_ms", "40");
+    const char *keys[] = {"breaker_failures"}, *vals[] = {"3"};
+    assert_int_equal(kvt_store_conf_update(s, 1, keys, vals, NULL), KVT_OK);
+    put_below_cpu(s, 1);
+    put_h(s, 2); /* in the CPU tier too */
+    assert_int_equal(kvt_flush(s, -1), KVT_OK);
+    atomic_store(&tk_a.fail_io, KVT_EIO);
+    kvt_key k1 = tk_key(1), k2 = tk_key(2);
+    kvt_obj *o = NULL;
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(kvt_get(s, &k1, &o), KVT_ENOENT); /* a failing tier is a miss */
+    kvt_backend_health h = health_of(s, "TestTierA");
+    assert_true(h.breaker != KVT_BREAKER_CLOSED);
+    assert_true(h.bypass_breaker);
+    assert_false(h.bypass_manual);
+    assert_int_equal(h.opens, 1);
+    assert_int_equal(h.last_status, KVT_EIO);
+    long gets = atomic_load(&tk_a.gets);
+    assert_int_equal(kvt_get(s, &k1, &o), KVT_ENOENT); /* skipped, not asked */
+    assert_int_equal(kvt_get(s, &k2, &o), KVT_OK);     /* the CPU tier keeps serving */
+    kvt_obj_release(o);
+    assert_int_equal(atomic_load(&tk_a.gets), gets);
+    wait_breaker(s, "TestTierA", KVT_BREAKER_OPEN);
+    /* Probes keep failing while the tier does: the back-off grows. */
+    alarm(20);
+    while (health_of(s, "TestTierA").opens < 3)
+        usleep(2000);
+    alarm(0);
+    h = health_of(s, "TestTierA");
+    assert_true(h.ping_ms >= 0);
+    /* Meanwhile the operator bypasses it by hand; recovery must not undo that. */
+    assert_int_equal(kvt_backend_set_bypass(s, "TestTierA", true, NULL), KVT_OK);
+    atomic_store(&tk_a.fail_io, 0);
+    h = wait_breaker(s, "TestTierA", KVT_BREAKER_CLOSED);
+    assert_true(h.bypass_manual);
+    assert_false(h.bypass_breaker);
+    assert_int_equal(h.consecutive_failures, 0);
+    assert_int_equal(kvt_get(s, &k1, &o), KVT_ENOENT); /* still bypassed by hand */
+    assert_int_equal(kvt_backend_set_bypass(s, "TestTierA", false, NULL), KVT_OK);
+    assert_int_equal(kvt_get(s, &k1, &o), KVT_OK);
+    kvt_obj_release(o);
+    kvt_store_close(s);
+}
+
+/* The config's version moves with every change; an update against a stale version
+ * changes nothing. */
+static void conf_update_if_refuses_a_stale_version(void **state)
+{
+    (void)state;
+    kvt_store *s = open_with(false, false, NULL, NULL);
+    uint64_t v = kvt_store_conf_version(s);
+    assert_int_equal(v, 1);
+    const char *keys[] = {"blocking_timeout_secs"}, *a[] = {"20"}, *b[] = {"30"};
+    assert_int_equal(kvt_store_conf_update_if(s, v, 1, keys, a, NULL), KVT_OK);
+    assert_int_equal(kvt_store_conf_version(s), v + 1);
+    assert_int_equal(kvt_store_conf_update_if(s, v, 1, keys, b, NULL), KVT_EBUSY);
+    assert_non_null(strstr(kvt_last_error(), "changed since version 1"));
+    kvt_config *cfg = NULL;
+    int64_t t = 0;
+    assert_int_equal(kvt_store_conf_dup(s, &cfg), KVT_OK);
+    assert_int_equal(kvt_config_get_int(cfg, "blocking_timeout_secs", &t), KVT_OK);
+    assert_int_equal(t, 20);
+    kvt_config_free(cfg);
+    assert_int_equal(kvt_store_conf_version(NULL), 0);
+    kvt_store_close(s);
+}
+
 /* An LMCache file with max_local_cpu_size: 0 and no other tier opens, and says that
  * nothing will be stored. */
 static void capture(void *ud, kvt_log_level level, const char *component, const char *msg);
@@ -836,6 +929,8 @@ int main(void)
         cmocka_unit_test_setup(get_ok_without_object_is_an_error, setup),
         cmocka_unit_test_setup(full_queue_costs_a_put_at_most_its_timeout, setup),
         cmocka_unit_test_setup(nothing_stored_is_said_at_open, setup),
+        cmocka_unit_test_setup(breaker_opens_on_failures_and_recovers_by_itself, setup),
+        cmocka_unit_test_setup(conf_update_if_refuses_a_stale_version, setup),
         cmocka_unit_test_setup(v1_table_never_gets_v2_slots_called, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -122,6 +122,9 @@ static int tk_put(void *state, const kvt_key *key, kvt_obj *obj)
     if (delay)
         usleep(delay);
     pass_gate(w, true);
+    int fail = atomic_load(&w->fail_io);
+    if (fail)
+        return fail;
     pthread_mutex_lock(&w->mu);
     struct tk_chunk **pp = slot(w, key);
     if (!*pp) {
@@ -145,6 +148,8 @@ static int tk_get(void *state, const kvt_key *key, kvt_obj **out)
     struct tk_world *w = in->w;
     int rc = KVT_ENOENT;
     atomic_fetch_add(&w->gets, 1);
+    if (atomic_load(&w->fail_io))
+        return atomic_load(&w->fail_io);
     pthread_mutex_lock(&w->mu);
     struct tk_chunk *c = find(w, key);
     if (c && (rc = kvt_backend_alloc(in->env, c->len, &c->meta, out)) == KVT_OK)
@@ -191,6 +196,8 @@ static int tk_contains(void *state, const kvt_key *key)
 {
     struct tk_inst *in = state;
     atomic_fetch_add(&in->w->contains_calls, 1);
+    if (atomic_load(&in->w->fail_io))
+        return atomic_load(&in->w->fail_io);
     pthread_mutex_lock(&in->w->mu);
     bool found = find(in->w, key) != NULL;
     pthread_mutex_unlock(&in->w->mu);
@@ -318,6 +325,7 @@ void tk_reset(struct tk_world *w)
     atomic_store(&w->batched_get_calls, 0);
     atomic_store(&w->get_into_calls, 0);
     atomic_store(&w->get_returns_null, false);
+    atomic_store(&w->fail_io, 0);
     tk_gate(w, true, false);
     tk_gate(w, false, false);
 }

@@ -24,6 +24,7 @@ struct tk_world {
     atomic_long puts, gets, contains_calls, count_prefix_calls;
     atomic_long batched_get_calls, get_into_calls;
     atomic_bool get_returns_null; /* get() says KVT_OK without an object (a buggy tier) */
+    atomic_int fail_io;           /* put/get/contains fail with this status (0: work) */
     /* Gates: while closed, put() (before storing) and get() (after reading, before
      * returning) park; `parked_*` counts the calls parked, so tests wait for them. */
     pthread_mutex_t gate_mu;

@@ -22,7 +22,7 @@
 extern "C" {
 #endif
 
-#define KVT_BACKEND_ABI_VERSION 2u
+#define KVT_BACKEND_ABI_VERSION 3u
 #define KVT_NAME_MAX 64 /**< backend names, including the NUL */
 
 typedef enum kvt_log_level {
@@ -62,6 +62,8 @@ typedef struct kvt_backend_stats {
     uint64_t skipped;   /**< puts whose copy skipped this tier: queue full past the timeout,
                              or bypassed or closed while the put waited */
     uint64_t cancelled; /**< queued writes dropped because remove/clear invalidated them */
+    char mode[32];      /**< from the backend: how it does I/O now ("io_uring", "pread",
+                             "gds", "compat", "redis", "fs"); "" if it does not say */
 } kvt_backend_stats;
 
 /** Flags of a backend type. */
@@ -110,7 +112,13 @@ struct kvt_backend_ops {
      *  chunk size; KVT_ETOOSMALL (with `*len` set) when `cap` is short. Used when the CPU
      *  tier has no room to stage a read; without it the store reads through a heap buffer. */
     int (*get_into)(void *state, const kvt_key *key, void *buf, size_t cap, size_t *len);
-    /* ---- ABI version 2 ends here; append only ---- */
+    /* ---- ABI version 2 ends here ---- */
+    /** Optional: a cheap health probe (a PING for remote): KVT_OK when the tier works.
+     *  The circuit breaker calls it, from its own thread, to decide whether an open
+     *  breaker may close; without it the breaker probes with a put, a get and a remove of
+     *  a scratch key. */
+    int (*ping)(void *state);
+    /* ---- ABI version 3 ends here; append only ---- */
 };
 
 /** True when `ops` was built with slot `slot` and fills it. */

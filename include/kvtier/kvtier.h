@@ -228,6 +228,31 @@ KVT_API bool kvt_store_frozen(kvt_store *s);
 /** Counters of backend `name` (active or draining). KVT_ENOENT if unknown. */
 KVT_API int kvt_backend_get_stats(kvt_store *s, const char *name, kvt_backend_stats *out);
 
+/** The circuit breaker of a backend (every tier but LocalCPUBackend has one). */
+typedef enum kvt_breaker_state {
+    KVT_BREAKER_CLOSED = 0,   /**< healthy: the tier serves the data path */
+    KVT_BREAKER_OPEN = 1,     /**< breaker_failures consecutive failures: bypassed until a probe */
+    KVT_BREAKER_HALF_OPEN = 2 /**< a probe is running; still bypassed */
+} kvt_breaker_state;
+
+/** Health of one backend, as truthfully as the store knows it. */
+typedef struct kvt_backend_health {
+    kvt_breaker_state breaker;
+    bool bypass_manual;  /**< kvt_backend_set_bypass(); the breaker never changes it */
+    bool bypass_breaker; /**< skipped by the data path because the breaker is not closed */
+    uint32_t consecutive_failures;
+    uint64_t failures;   /**< calls that failed (not misses) since the instance was made */
+    uint64_t opens;      /**< times the breaker opened */
+    int last_status;     /**< status of the last failure, KVT_OK if none */
+    char last_error[256];
+    double ping_ms;      /**< latency of the last probe; < 0 if none ran yet */
+    double state_ms;     /**< time in the current breaker state */
+    double retry_in_ms;  /**< OPEN: until the next probe; 0 otherwise */
+} kvt_backend_health;
+
+/** Health of backend `name` (active or draining). KVT_ENOENT if unknown. */
+KVT_API int kvt_backend_get_health(kvt_store *s, const char *name, kvt_backend_health *out);
+
 /** Store-wide counters. `wt_*` track write-through: after kvt_flush() returned KVT_OK,
  *  enqueued == done + failed + cancelled, whatever was closed meanwhile. */
 typedef struct kvt_store_stats {
@@ -253,6 +278,14 @@ KVT_API int kvt_store_get_stats(kvt_store *s, kvt_store_stats *out);
  *  the others at the next create/recreate. */
 KVT_API int kvt_store_conf_update(kvt_store *s, size_t n, const char *const keys[],
                                   const char *const values[], size_t *bad_key);
+/** kvt_store_conf_update() only if the config is still at `version` (an ETag from
+ *  kvt_store_conf_version()): else KVT_EBUSY ("config changed since version N") and
+ *  nothing changes, so two operators cannot overwrite each other blindly. */
+KVT_API int kvt_store_conf_update_if(kvt_store *s, uint64_t version, size_t n,
+                                     const char *const keys[], const char *const values[],
+                                     size_t *bad_key);
+/** Version of the store's config: 1 at open, +1 with every successful update. 0 for NULL. */
+KVT_API uint64_t kvt_store_conf_version(kvt_store *s);
 /** Copy of the store's current config. @param out caller frees with kvt_config_free(). */
 KVT_API int kvt_store_conf_dup(kvt_store *s, kvt_config **out);
 
