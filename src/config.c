@@ -163,7 +163,8 @@ static const struct conf_desc conf_table[] = {
     XI("max_alloc_attempts", "10", 1, 1000, "Allocation attempts of a GDS read."),
     XF("allocation_attempt_delay_secs", "0.1", 0.0, 60.0, "Seconds between allocation attempts."),
     XI("local_cpu.evict_batch_candidates", "16", 1, 4096,
-       "Most entries LocalCPU evicts per eviction pass."),
+       "LMCache's eviction batch; accepted, not needed: kvtier evicts exactly what a put "
+       "needs, in O(1)."),
     XB("save_chunk_meta", "true", "Remote values carry the 28-byte chunk header."),
     XB("use_exists_sync", "false", "Remote contains is synchronous."),
     S("extra_config.fallback_policy", "recompute", NULL, F_RUNTIME, check_fallback,
@@ -813,14 +814,16 @@ static int parse_text(const struct conf_desc *d, const char *text, struct conf_v
  * `on`, `0400` (octal), `0x1F`, `1_000` are typed before LMCache sees them. Only the forms
  * the key's type can take are resolved here; anything else is converted as text. */
 
-/* 1 or 0 for a YAML 1.1 boolean, -1 for none. YAML 1.1 also has y/Y/n/N (PyYAML leaves
- * them strings, and LMCache's bool conversion then reads "y" as false). */
+/* 1 or 0 for a boolean as PyYAML resolves it, -1 for none. The YAML 1.1 spec also lists
+ * y/Y/n/N, but PyYAML leaves them strings (and LMCache then reads "y" as false), so here
+ * they fall through to the text rules, which refuse them with an error naming the value
+ * rather than guess. */
 static int yaml_bool(const char *s)
 {
-    static const char *const yes[] = { "y", "Y", "yes", "Yes", "YES", "true", "True",
-                                       "TRUE", "on", "On", "ON" };
-    static const char *const no[] = { "n", "N", "no", "No", "NO", "false", "False",
-                                      "FALSE", "off", "Off", "OFF" };
+    static const char *const yes[] = { "yes", "Yes", "YES", "true", "True", "TRUE",
+                                       "on", "On", "ON" };
+    static const char *const no[] = { "no", "No", "NO", "false", "False", "FALSE",
+                                      "off", "Off", "OFF" };
     for (size_t k = 0; k < KVT__ARRAY_LEN(yes); k++) {
         if (strcmp(s, yes[k]) == 0)
             return 1;
