@@ -103,6 +103,20 @@ static const struct conf_desc conf_table[] = {
       "LocalDisk directory; optional file:// prefix; CSV for several absolute paths."),
     F("max_local_disk_size", "0.0", ENV("MAX_LOCAL_DISK_SIZE"), F_RUNTIME, 0.0, GIB_MAX,
       "GiB of LocalDisk cache; LocalDisk needs more than 0."),
+    B("local_disk_odirect", "true", ENV("LOCAL_DISK_ODIRECT"), 0, NULL,
+      "kvtier: LocalDisk uses O_DIRECT (buffered where a directory refuses it, e.g. tmpfs); "
+      "when unset, an explicit extra_config.use_odirect decides."),
+    I("local_disk_queue_depth", "32", ENV("LOCAL_DISK_QUEUE_DEPTH"), 0, 1, 4096,
+      "kvtier: LocalDisk I/O requests in flight per batch (io_uring queue depth)."),
+    I("local_disk_request_kib", "512", ENV("LOCAL_DISK_REQUEST_KIB"), 0, 4, 65536,
+      "kvtier: KiB per LocalDisk I/O request (rounded up to 4 KiB); a chunk is split into "
+      "requests so the device sees the queue depth."),
+    B("local_disk_fsync", "false", ENV("LOCAL_DISK_FSYNC"), 0, NULL,
+      "kvtier: fdatasync each LocalDisk file and fsync its directory before a put completes; "
+      "off loses recent chunks on power loss but never serves a torn one (checksums)."),
+    B("local_disk_io_uring", "true", ENV("LOCAL_DISK_IO_URING"), 0, NULL,
+      "kvtier: LocalDisk uses io_uring; false forces pread/pwrite threads (also the "
+      "automatic fallback when the kernel refuses io_uring)."),
     S("gds_path", "", ENV("GDS_PATH"), F_RUNTIME, check_abs_paths,
       "GDS root directory; CSV for several absolute paths."),
     I("gds_buffer_size", "0", ENV("GDS_BUFFER_SIZE"), F_RUNTIME, 0, MIB_MAX,
@@ -117,6 +131,19 @@ static const struct conf_desc conf_table[] = {
       "Remote serializer; kvtier implements naive only."),
     I("blocking_timeout_secs", "10", ENV("BLOCKING_TIMEOUT_SECS"), F_RUNTIME, 1, 3600,
       "Seconds a remote get or contains may block."),
+    I("remote_op_timeout_ms", "0", ENV("REMOTE_OP_TIMEOUT_MS"), F_RUNTIME, 0, 3600000,
+      "kvtier: ms one RemoteBackend call may take end to end (connect included); "
+      "0 = blocking_timeout_secs."),
+    I("remote_connect_timeout_ms", "5000", ENV("REMOTE_CONNECT_TIMEOUT_MS"), F_RUNTIME, 1,
+      600000, "kvtier: ms a Redis connect may take (capped by the operation timeout)."),
+    I("remote_reconnect_interval_ms", "1000", ENV("REMOTE_RECONNECT_INTERVAL_MS"), F_RUNTIME, 0,
+      3600000, "kvtier: after a failed Redis connection, ms before the next connect attempt; "
+      "calls meanwhile fail at once (KVT_EUNAVAIL)."),
+    I("remote_pool_size", "4", ENV("REMOTE_POOL_SIZE"), F_RUNTIME, 1, 64,
+      "kvtier: Redis connections per RemoteBackend, so puts and gets run in parallel."),
+    B("remote_fs_fsync", "true", ENV("REMOTE_FS_FSYNC"), F_RUNTIME, NULL,
+      "kvtier: fs:// fsyncs each file and its directory around the rename; false trades "
+      "crash durability for speed."),
     S("cache_policy", "LRU", ENV("CACHE_POLICY"), F_RUNTIME, check_policy,
       "Eviction policy; kvtier implements LRU only."),
     B("save_unfull_chunk", "false", ENV("SAVE_UNFULL_CHUNK"), 0, NULL,
@@ -139,6 +166,15 @@ static const struct conf_desc conf_table[] = {
       0, check_abs_path, "Absolute path prefix of the admin Unix socket; unset = TCP."),
     S("internal_api_server_auth_token", "", ENV("INTERNAL_API_SERVER_AUTH_TOKEN"), F_SECRET,
       check_token, "Bearer token every admin route but GET /healthz requires; never shown."),
+    B("internal_api_server_allow_insecure", "false", ENV("INTERNAL_API_SERVER_ALLOW_INSECURE"), 0,
+      NULL, "kvtier: let the admin server bind a non-loopback host without an auth token "
+      "(anyone who reaches the port can then close backends and change config)."),
+    I("internal_api_server_max_connections", "16", ENV("INTERNAL_API_SERVER_MAX_CONNECTIONS"), 0,
+      1, 1024, "kvtier: admin connections served at once, one thread each (a draining close "
+      "holds its thread, never another client's)."),
+    I("internal_api_server_connection_timeout_secs", "10",
+      ENV("INTERNAL_API_SERVER_CONNECTION_TIMEOUT_SECS"), 0, 1, 3600,
+      "kvtier: seconds an idle admin connection is kept open."),
     I("write_queue_depth", "64", ENV("WRITE_QUEUE_DEPTH"), 0, 1, 65536,
       "kvtier: bound of each tier's write-through queue."),
     I("write_queue_timeout_ms", "10", ENV("WRITE_QUEUE_TIMEOUT_MS"), F_RUNTIME, 0, 60000,
@@ -543,18 +579,20 @@ static int check_url(const struct conf_desc *d, struct conf_val *v)
     if (!sep || len == 0)
         return bad(d, v, "No adapter found for URL");
     if (len >= sizeof scheme)
-        return bad(d, v, "remote_url scheme is not implemented");
+        len = sizeof scheme - 1;
     memcpy(scheme, v->s, len);
     scheme[len] = '\0';
     for (size_t k = 0; k < KVT__ARRAY_LEN(ok); k++)
         if (strcasecmp(scheme, ok[k]) == 0)
             return KVT_OK;
     if (strcasecmp(scheme, "rediss") == 0)
-        return bad(d, v, "TLS (rediss://) is not supported: hiredis 0.14 has no TLS");
+        return bad(d, v, "unsupported scheme rediss: TLS (rediss://) is not supported: "
+                         "hiredis 0.14 has no TLS");
     if (strcasecmp(scheme, "plugin") == 0 || strcasecmp(scheme, "external") == 0)
-        return bad_text(d, v->s, "%s:// connectors load code, and kvtier never loads code from "
-                                 "configuration", scheme);
-    return bad_text(d, v->s, "remote_url scheme \"%s\" is not implemented in kvtier", scheme);
+        return bad_text(d, v->s, "unsupported scheme %s: %s:// connectors load code, and kvtier "
+                                 "never loads code from configuration", scheme, scheme);
+    return bad_text(d, v->s, "unsupported scheme %s: remote_url scheme \"%s\" is not "
+                             "implemented in kvtier", scheme, scheme);
 }
 
 static int check_serde(const struct conf_desc *d, struct conf_val *v)

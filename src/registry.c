@@ -45,9 +45,9 @@ struct tier_type {
 /* Built-in tiers; a NULL ops row is a tier the config may ask for but this build lacks. */
 static const struct tier_type builtins[] = {
     {"LocalCPUBackend", NULL, &kvt__local_cpu_ops},
-    {"LocalDiskBackend", disk_wanted, NULL},
+    {"LocalDiskBackend", disk_wanted, &kvt__local_disk_ops},
     {"GdsBackend", gds_wanted, NULL},
-    {"RemoteBackend", remote_wanted, NULL},
+    {"RemoteBackend", remote_wanted, &kvt__remote_ops},
 };
 
 #define MAX_TYPES KVT_MAX_BACKENDS

@@ -141,6 +141,10 @@ void kvt__bk_flush_log(kvt__bk *bk);
 
 /* The built-in CPU tier (backends/local_cpu). */
 extern const struct kvt_backend_ops kvt__local_cpu_ops;
+/* The built-in disk tier (backends/local_disk). */
+extern const struct kvt_backend_ops kvt__local_disk_ops;
+/* RemoteBackend (backends/remote): fs://, redis://, unix:// connectors. */
+extern const struct kvt_backend_ops kvt__remote_ops;
 int kvt__local_cpu_alloc(void *state, size_t size, const kvt_chunk_meta *meta, kvt_obj **out);
 bool kvt__local_cpu_owns(void *state, const kvt_obj *obj);
 bool kvt__local_cpu_stores(void *state);

@@ -240,7 +240,10 @@ static void runtime_mutable_set_is_the_allowlist(void **state)
                                          "use_gds",      "cache_policy", "max_gds_size",
                                          "write_queue_timeout_ms", "backend_close_timeout_ms",
                                          "breaker_failures", "breaker_backoff_ms",
-                                         "breaker_backoff_max_ms" };
+                                         "breaker_backoff_max_ms", "remote_op_timeout_ms",
+                                         "remote_connect_timeout_ms",
+                                         "remote_reconnect_interval_ms", "remote_pool_size",
+                                         "remote_fs_fsync" };
     (void)state;
     for (size_t i = 0; i < kvt_config_key_count(); i++) {
         kvt_config_key_info info;
