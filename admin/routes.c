@@ -1096,6 +1096,17 @@ static void h_metrics(struct admin_req *r)
     kvt__admin_text(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
 }
 
+static void h_metrics_reset(struct admin_req *r)
+{
+    int rc = kvt_metrics_reset(r->srv->store);
+    if (rc != KVT_OK) {
+        fail500(r, "Failed to reset metrics", rc);
+        return;
+    }
+    static const char ok[] = "ok";
+    kvt__admin_text(r, 200, "text/plain; charset=utf-8", strdup(ok), sizeof ok - 1);
+}
+
 static void h_healthz(struct admin_req *r)
 {
     cJSON *o = cJSON_CreateObject();
@@ -1182,6 +1193,7 @@ const struct admin_route kvt__admin_routes[] = {
     {"GET", "/conf", h_conf_get, 0},
     {"POST", "/conf", h_conf_post, 0},
     {"GET", "/metrics", h_metrics, 0},
+    {"POST", "/metrics/reset", h_metrics_reset, 0},
     {"GET", "/healthz", h_healthz, ROUTE_NO_AUTH | ROUTE_NO_STORE},
     {"GET", "/status", h_status, 0},
     {"GET", "/version", h_version, ROUTE_NO_STORE},

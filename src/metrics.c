@@ -131,3 +131,29 @@ int kvt_metrics_render(kvt_store *s, char **out)
     *out = buf;
     return KVT_OK;
 }
+
+int kvt_metrics_reset(kvt_store *s)
+{
+    kvt__bk *bks[2 * KVT_MAX_BACKENDS];
+    if (!s)
+        return kvt__fail(KVT_EINVAL, "kvt_metrics_reset: store is NULL");
+    atomic_uint_fast64_t *store_counters[] = {
+        &s->st.store_requests, &s->st.retrieve_requests, &s->st.lookup_requests,
+        &s->st.stored_chunks,  &s->st.retrieved_chunks,  &s->st.promotions,
+        &s->st.stored_tokens,  &s->st.retrieved_tokens,  &s->st.lookup_keys,
+        &s->st.lookup_hits,    &s->st.wt_skipped,        &s->st.puts_frozen,
+        &s->st.puts_unstored,  &s->st.get_unstaged,
+    };
+    for (size_t i = 0; i < KVT__ARRAY_LEN(store_counters); i++)
+        atomic_store(store_counters[i], 0);
+    size_t n = kvt__open_backends(s, bks);
+    for (size_t i = 0; i < n; i++) {
+        kvt__bk *bk = bks[i];
+        atomic_uint_fast64_t *c[] = {&bk->hits, &bk->misses, &bk->puts, &bk->put_failures,
+                                     &bk->skipped, &bk->cancelled};
+        for (size_t j = 0; j < KVT__ARRAY_LEN(c); j++)
+            atomic_store(c[j], 0);
+        kvt__bk_unref(bk);
+    }
+    return KVT_OK;
+}

@@ -675,12 +675,24 @@ static void metrics_status_version(void **state)
     char buf[128];
     cJSON *j;
     expect_status(f, "DELETE", "/backends/TestTierB", 200);
+    expect_status(f, "POST", "/cache/store?tokens_mock=0,256", 200);
+    http_do(f->port, "GET", "/metrics", NULL, NULL, 0, &r);
+    assert_null(strstr(r.body, "lmcache:num_store_requests 0\n"));
+    http_free(&r);
     http_do(f->port, "GET", "/metrics", NULL, NULL, 0, &r);
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(http_header(&r, "Content-Type", buf, sizeof buf), "text/plain"));
     assert_non_null(strstr(r.body, "lmcache:num_store_requests"));
     assert_non_null(strstr(r.body, "kvtier_admin_operations_total{op=\"close\"} 1"));
     assert_non_null(strstr(r.body, "kvtier_admin_requests_total"));
+    http_free(&r);
+    /* LMCache's reset: traffic counters go to 0, the answer is the text "ok". */
+    http_do(f->port, "POST", "/metrics/reset", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "ok");
+    http_free(&r);
+    http_do(f->port, "GET", "/metrics", NULL, NULL, 0, &r);
+    assert_non_null(strstr(r.body, "lmcache:num_store_requests 0\n"));
     http_free(&r);
     assert_int_equal(req(f, "GET", "/status", NULL, NULL, &j), 200);
     assert_string_equal(str(j, "status"), "ok");

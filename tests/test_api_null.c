@@ -178,6 +178,9 @@ static void every_pointer_parameter_is_checked(void **state)
     EINVAL_FOR(kvt_store_conf_dup(s, NULL));
     EINVAL_FOR(kvt_metrics_render(NULL, &text));
     EINVAL_FOR(kvt_metrics_render(s, NULL));
+    EINVAL_FOR(kvt_metrics_reset(NULL));
+    EINVAL_FOR(kvt_backend_get_health(NULL, "LocalCPUBackend", NULL));
+    EINVAL_FOR(kvt_store_conf_update_if(NULL, 1, 1, ck, cv, NULL));
     kvt_free(NULL);
 
     /* A NULL name is "not found" where names are looked up, as LMCache answers. */

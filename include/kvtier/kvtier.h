@@ -295,6 +295,12 @@ KVT_API int kvt_store_conf_dup(kvt_store *s, kvt_config **out);
  *  where they exist). @param out NUL-terminated, caller frees with kvt_free(). */
 KVT_API int kvt_metrics_render(kvt_store *s, char **out);
 
+/** Zeroes the request, hit, miss, put and skip counters of the store and of every open
+ *  backend (LMCache's POST /metrics/reset). The write-through balance (wt_enqueued, done,
+ *  failed, cancelled) and what backends report about themselves (bytes, objects,
+ *  evictions) are kept: they describe state, not traffic. Thread-safety: any thread. */
+KVT_API int kvt_metrics_reset(kvt_store *s);
+
 #ifdef __cplusplus
 }
 #endif
