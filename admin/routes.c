@@ -684,7 +684,7 @@ static cJSON *conf_value(const kvt_config *c, const kvt_config_key_info *ki)
     }
     if (kvt_config_get_text(c, ki->name, true, text, sizeof text) != KVT_OK || !text[0])
         return cJSON_CreateNull();
-    return cJSON_CreateString(ki->secret ? "***" : text);
+    return cJSON_CreateString(text); /* redacted by the config: "***", or a URL's password */
 }
 
 /* The store's config and its version, read consistently. */

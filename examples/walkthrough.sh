@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Runs the examples/curl walkthroughs against a real kvtier-server.
-# Usage: walkthrough.sh KVTIER_SERVER SRC_DIR WORK_DIR
+# Runs the examples/curl walkthroughs against a real kvtier-server (the demo shows their
+# output, the test suite checks them).
+# Usage: walkthrough.sh KVTIER_SERVER SRC_DIR WORK_DIR [--show]
 # The server gets LocalCPU + LocalDisk + Remote (fs://) when this kvtier has those tiers,
 # else LocalCPU alone, and a private redis-server when one is installed; a walkthrough
 # whose tier is missing skips (77). Exit 77 only if every walkthrough but 01 skipped
 # and 01 itself could not run.
 set -euo pipefail
-server=$1 src=$2 work=$3
+server=$1 src=$2 work=$3 show=${4:-}
 rm -rf "$work"
 mkdir -p "$work"
 pids=()
@@ -62,6 +63,7 @@ for w in "$src"/examples/curl/[0-9]*.sh; do
     bash "$w" >"$work/$name.log" 2>&1
   st=$?
   set -e
+  if [ "$show" = --show ]; then echo "===== $name"; cat "$work/$name.log"; fi
   case $st in
     0) echo "$name: ok" ;;
     77) echo "$name: $(tail -n1 "$work/$name.log")" ;;
