@@ -3,34 +3,6 @@
 
 #include "breaker.h"
 
-static struct timespec now_mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts;
-}
-
-double kvt__ms_between(const struct timespec *a, const struct timespec *b)
-{
-    return (double)(b->tv_sec - a->tv_sec) * 1e3 + (double)(b->tv_nsec - a->tv_nsec) / 1e6;
-}
-
-static struct timespec add_ms(struct timespec t, int64_t ms)
-{
-    t.tv_sec += ms / 1000;
-    t.tv_nsec += (ms % 1000) * 1000000L;
-    if (t.tv_nsec >= 1000000000L) {
-        t.tv_sec++;
-        t.tv_nsec -= 1000000000L;
-    }
-    return t;
-}
-
-static bool before(const struct timespec *a, const struct timespec *b)
-{
-    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
-}
-
 void kvt__breaker_init(kvt__breaker *b)
 {
     memset(b, 0, sizeof *b);
@@ -39,7 +11,7 @@ void kvt__breaker_init(kvt__breaker *b)
     pthread_mutex_init(&b->mu, NULL);
     b->last_status = KVT_OK;
     b->ping_ms = -1;
-    b->since = now_mono();
+    b->since = kvt__now();
 }
 
 void kvt__breaker_destroy(kvt__breaker *b) { pthread_mutex_destroy(&b->mu); }
@@ -67,9 +39,9 @@ bool kvt__breaker_is_failure(int status)
 static void open_locked(kvt__breaker *b, int64_t ms)
 {
     atomic_store(&b->state, KVT_BREAKER_OPEN);
-    b->since = now_mono();
+    b->since = kvt__now();
     b->backoff_ms = ms;
-    b->retry_at = add_ms(b->since, ms);
+    b->retry_at = kvt__after(b->since, ms);
     b->opens++;
 }
 
@@ -105,14 +77,14 @@ bool kvt__breaker_due(kvt__breaker *b, struct timespec *next)
 {
     if (atomic_load(&b->state) != KVT_BREAKER_OPEN)
         return false;
-    struct timespec now = now_mono();
+    struct timespec now = kvt__now();
     bool due = false;
     pthread_mutex_lock(&b->mu);
-    if (atomic_load(&b->state) == KVT_BREAKER_OPEN && !before(&now, &b->retry_at)) {
+    if (atomic_load(&b->state) == KVT_BREAKER_OPEN && !kvt__before(&now, &b->retry_at)) {
         atomic_store(&b->state, KVT_BREAKER_HALF_OPEN);
         b->since = now;
         due = true;
-    } else if (before(&b->retry_at, next)) {
+    } else if (kvt__before(&b->retry_at, next)) {
         *next = b->retry_at;
     }
     pthread_mutex_unlock(&b->mu);
@@ -127,7 +99,7 @@ void kvt__breaker_probed(kvt__breaker *b, int status, const char *detail, double
     if (status == KVT_OK) {
         atomic_store(&b->consecutive, 0);
         atomic_store(&b->state, KVT_BREAKER_CLOSED);
-        b->since = now_mono();
+        b->since = kvt__now();
     } else {
         note_failure(b, status, detail);
         int64_t next = b->backoff_ms > c->backoff_max_ms / 2 ? c->backoff_max_ms : 2 * b->backoff_ms;
@@ -138,7 +110,7 @@ void kvt__breaker_probed(kvt__breaker *b, int status, const char *detail, double
 
 void kvt__breaker_report(kvt__breaker *b, kvt_backend_health *out)
 {
-    struct timespec now = now_mono();
+    struct timespec now = kvt__now();
     pthread_mutex_lock(&b->mu);
     out->breaker = (kvt_breaker_state)atomic_load(&b->state);
     out->bypass_breaker = out->breaker != KVT_BREAKER_CLOSED;
@@ -149,7 +121,7 @@ void kvt__breaker_report(kvt__breaker *b, kvt_backend_health *out)
     kvt__strlcpy(out->last_error, b->last_error, sizeof out->last_error);
     out->ping_ms = b->ping_ms;
     out->state_ms = kvt__ms_between(&b->since, &now);
-    out->retry_in_ms = out->breaker == KVT_BREAKER_OPEN && before(&now, &b->retry_at)
+    out->retry_in_ms = out->breaker == KVT_BREAKER_OPEN && kvt__before(&now, &b->retry_at)
                            ? kvt__ms_between(&now, &b->retry_at)
                            : 0;
     pthread_mutex_unlock(&b->mu);

@@ -11,8 +11,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
-#include <time.h>
-
+#include "clock.h"
 #include "internal.h"
 
 struct kvt__breaker_conf {
@@ -53,6 +52,5 @@ void kvt__breaker_probed(kvt__breaker *b, int status, const char *detail, double
                          const struct kvt__breaker_conf *c);
 /* Fills the breaker part of a health report. */
 void kvt__breaker_report(kvt__breaker *b, kvt_backend_health *out);
-double kvt__ms_between(const struct timespec *a, const struct timespec *b);
 
 #endif

@@ -871,17 +871,6 @@ static int yaml_bool(const char *s)
     return -1;
 }
 
-static int digit_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return 99;
-}
-
 /* A YAML 1.1 integer: [-+]? then 0b101, 0x1F, 0400 (octal), 0 or [1-9][0-9]*, with '_'
  * anywhere after the first digit (sexagesimal 1:30 is not taken). 1 with `*out` set,
  * 0 when `s` is no such integer, -1 when it is one beyond int64_t. */
@@ -907,7 +896,7 @@ static int yaml_int(const char *s, int64_t *out)
     }
     lim = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
     for (; *p; p++) {
-        unsigned dv = (unsigned)digit_value(*p);
+        unsigned dv = (unsigned)kvt__hex_value(*p);
         if (*p == '_')
             continue;
         if (dv >= base)

@@ -10,6 +10,9 @@ int kvt__fail(int status, const char *fmt, ...) __attribute__((format(printf, 2,
 /* Clears the detail (successful public calls need not). */
 void kvt__clear_error(void);
 
+/* The value of hex digit `c` (either case), -1 for anything else. */
+int kvt__hex_value(char c);
+
 /* Copies `src` into `dst[cap]`; false (dst truncated) when it did not fit. */
 bool kvt__strlcpy(char *dst, const char *src, size_t cap);
 

@@ -217,17 +217,6 @@ static bool parse_dec(const char *s, size_t n, int64_t max, int64_t *out)
     return true;
 }
 
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Python's int(s, 16) restricted to [-2^63, 2^64): optional '-', optional 0x/0X, one or
  * more hex digits in either case. "-0" is plain 0, as in Python. */
 static bool parse_hash(const char *s, size_t n, uint64_t *mag, bool *neg)
@@ -245,7 +234,7 @@ static bool parse_hash(const char *s, size_t n, uint64_t *mag, bool *neg)
         return false;
     uint64_t v = 0;
     for (size_t i = 0; i < n; i++) {
-        int d = hex_digit(s[i]);
+        int d = kvt__hex_value(s[i]);
         if (d < 0 || v > (UINT64_MAX >> 4))
             return false;
         v = (v << 4) | (uint64_t)d;

@@ -188,15 +188,6 @@ static void bk_queue_done(void *ud)
     set_closed(bk);
 }
 
-static void cond_init_monotonic(pthread_cond_t *cv)
-{
-    pthread_condattr_t a;
-    pthread_condattr_init(&a);
-    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-    pthread_cond_init(cv, &a);
-    pthread_condattr_destroy(&a);
-}
-
 static void bk_free(kvt__bk *bk)
 {
     kvt__wq_free(bk->wq); /* its worker has finished: joins at once */
@@ -226,7 +217,7 @@ static int bk_new(kvt_store *s, const struct tier_type *t, unsigned rank, kvt__b
         return kvt__fail(KVT_ENOMEM, "cannot allocate backend %s", t->name);
     atomic_init(&bk->refs, 1);
     pthread_mutex_init(&bk->drain_mu, NULL);
-    cond_init_monotonic(&bk->drain_cv);
+    kvt__cond_init_monotonic(&bk->drain_cv);
     pthread_mutex_init(&bk->log_mu, NULL);
     kvt__breaker_init(&bk->breaker);
     bk->defer_log = true;
@@ -473,52 +464,61 @@ int kvt_backends_list(kvt_store *s, kvt_backend_info *out, size_t max, size_t *n
     return KVT_OK;
 }
 
-int kvt_backend_get_stats(kvt_store *s, const char *name, kvt_backend_stats *out)
+/* The open backend (active or draining) named `name`, with a reference; NULL (and the
+ * "not found" detail) when there is none. */
+static kvt__bk *find_open(kvt_store *s, const char *name)
 {
     kvt__bk *bks[2 * KVT_MAX_BACKENDS], *bk = NULL;
+    size_t m = kvt__open_backends(s, bks);
+    for (size_t i = 0; i < m; i++) {
+        if (!bk && name && strcmp(bks[i]->name, name) == 0)
+            bk = bks[i];
+        else
+            kvt__bk_unref(bks[i]);
+    }
+    if (!bk)
+        kvt__bk_not_found(name);
+    return bk;
+}
+
+int kvt_backend_get_stats(kvt_store *s, const char *name, kvt_backend_stats *out)
+{
     if (!s || !out)
         return kvt__fail(KVT_EINVAL, "kvt_backend_get_stats: store or out is NULL");
     memset(out, 0, sizeof *out);
-    size_t m = kvt__open_backends(s, bks);
-    for (size_t i = 0; i < m && name; i++)
-        if (!bk && strcmp(bks[i]->name, name) == 0)
-            bk = bks[i];
-    if (bk) {
-        if (kvt__bk_enter_any(bk)) {
-            if (KVT_BACKEND_OPS_HAS(bk->ops, stats))
-                bk->ops->stats(bk->state, out);
-            kvt__bk_leave(bk);
-        }
-        out->queued = bk->wq ? kvt__wq_pending(bk->wq) : 0;
-        out->hits = atomic_load(&bk->hits);
-        out->misses = atomic_load(&bk->misses);
-        out->puts = atomic_load(&bk->puts);
-        out->put_failures = atomic_load(&bk->put_failures);
-        out->skipped = atomic_load(&bk->skipped);
-        out->cancelled = atomic_load(&bk->cancelled);
+    kvt__bk *bk = find_open(s, name);
+    if (!bk)
+        return KVT_ENOENT;
+    if (kvt__bk_enter_any(bk)) {
+        if (KVT_BACKEND_OPS_HAS(bk->ops, stats))
+            bk->ops->stats(bk->state, out);
+        kvt__bk_leave(bk);
     }
-    unref_all(bks, m);
-    return bk ? KVT_OK : kvt__bk_not_found(name);
+    out->queued = bk->wq ? kvt__wq_pending(bk->wq) : 0;
+    out->hits = atomic_load(&bk->hits);
+    out->misses = atomic_load(&bk->misses);
+    out->puts = atomic_load(&bk->puts);
+    out->put_failures = atomic_load(&bk->put_failures);
+    out->skipped = atomic_load(&bk->skipped);
+    out->cancelled = atomic_load(&bk->cancelled);
+    kvt__bk_unref(bk);
+    return KVT_OK;
 }
 
 int kvt_backend_get_health(kvt_store *s, const char *name, kvt_backend_health *out)
 {
-    kvt__bk *bks[2 * KVT_MAX_BACKENDS], *bk = NULL;
     if (!s || !out)
         return kvt__fail(KVT_EINVAL, "kvt_backend_get_health: store or out is NULL");
     memset(out, 0, sizeof *out);
-    size_t m = kvt__open_backends(s, bks);
-    for (size_t i = 0; i < m && name; i++)
-        if (!bk && strcmp(bks[i]->name, name) == 0)
-            bk = bks[i];
-    if (bk) {
-        kvt__breaker_report(&bk->breaker, out);
-        pthread_mutex_lock(&s->mgmt);
-        out->bypass_manual = name_in(s->bypass, s->nbypass, bk->name);
-        pthread_mutex_unlock(&s->mgmt);
-    }
-    unref_all(bks, m);
-    return bk ? KVT_OK : kvt__bk_not_found(name);
+    kvt__bk *bk = find_open(s, name);
+    if (!bk)
+        return KVT_ENOENT;
+    kvt__breaker_report(&bk->breaker, out);
+    pthread_mutex_lock(&s->mgmt);
+    out->bypass_manual = name_in(s->bypass, s->nbypass, bk->name);
+    pthread_mutex_unlock(&s->mgmt);
+    kvt__bk_unref(bk);
+    return KVT_OK;
 }
 
 /* Unpublishes `name` and starts its close, or finds it already draining (or closed since

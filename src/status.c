@@ -44,6 +44,17 @@ int kvt__fail(int status, const char *fmt, ...)
     return status;
 }
 
+int kvt__hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 bool kvt__strlcpy(char *dst, const char *src, size_t cap)
 {
     size_t n = strlen(src);

@@ -162,10 +162,9 @@ static int call_get(kvt__bk *bk, const kvt_key *key, kvt_obj **out);
 /* Without a ping slot: put, get back and remove a scratch chunk. */
 static int self_test(kvt__bk *bk)
 {
-    struct timespec ts;
+    struct timespec ts = kvt__now();
     kvt_key k;
     kvt_obj *obj = NULL, *got = NULL;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
     int rc = kvt_key_init(&k, "kvtier-probe", 1, 0, (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec,
                           "uint8");
     if (rc == KVT_OK)
@@ -187,13 +186,12 @@ static int self_test(kvt__bk *bk)
 /* HALF_OPEN: one probe decides. */
 static void probe(kvt_store *s, kvt__bk *bk)
 {
-    struct timespec t0, t1;
     struct kvt__breaker_conf c = breaker_conf(s);
     if (!kvt__bk_enter(bk))
         return; /* closing: its breaker no longer matters */
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    struct timespec t0 = kvt__now();
     int rc = KVT_BACKEND_OPS_HAS(bk->ops, ping) ? bk->ops->ping(bk->state) : self_test(bk);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
+    struct timespec t1 = kvt__now();
     kvt__bk_leave(bk);
     double ms = kvt__ms_between(&t0, &t1);
     kvt__breaker_probed(&bk->breaker, rc, kvt_last_error(), ms, &c);
@@ -394,11 +392,7 @@ int kvt_store_open(const kvt_config *cfg, const kvt_log_handler *log, kvt_store 
     pthread_rwlockattr_destroy(&attr);
     pthread_mutex_init(&s->mgmt, NULL);
     pthread_mutex_init(&s->health_mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->health_cv, &ca);
-    pthread_condattr_destroy(&ca);
+    kvt__cond_init_monotonic(&s->health_cv);
     s->log = log ? *log : (kvt_log_handler){.fn = NULL, .ud = NULL, .min_level = KVT_LOG_INFO};
     rc = kvt_config_dup(cfg, &s->cfg);
     if (rc == KVT_OK)

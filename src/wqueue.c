@@ -33,36 +33,10 @@ struct kvt__wq {
     void *ud;
 };
 
-struct timespec kvt__deadline(int64_t ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    if (ms < 0 || ms > INT32_MAX * 1000LL) {
-        ts.tv_sec = INT64_MAX / 2; /* never */
-        return ts;
-    }
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return ts;
-}
-
 /* Waits on `cv`; false once `deadline` has passed. mu held. */
 static bool wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, const struct timespec *deadline)
 {
     return pthread_cond_timedwait(cv, mu, deadline) != ETIMEDOUT;
-}
-
-static void cond_init_monotonic(pthread_cond_t *cv)
-{
-    pthread_condattr_t a;
-    pthread_condattr_init(&a);
-    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-    pthread_cond_init(cv, &a);
-    pthread_condattr_destroy(&a);
 }
 
 static void *worker(void *arg)
@@ -127,8 +101,8 @@ int kvt__wq_new(size_t depth, kvt__wq_fn fn, kvt__wq_undo_fn undo, kvt__wq_done_
     q->ud = ud;
     pthread_mutex_init(&q->mu, NULL);
     pthread_cond_init(&q->not_empty, NULL);
-    cond_init_monotonic(&q->not_full);
-    cond_init_monotonic(&q->progress);
+    kvt__cond_init_monotonic(&q->not_full);
+    kvt__cond_init_monotonic(&q->progress);
     if (pthread_create(&q->thread, NULL, worker, q) != 0) {
         wq_destroy(q);
         return kvt__fail(KVT_ENOMEM, "cannot start write-through thread");

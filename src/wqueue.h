@@ -2,8 +2,7 @@
 #ifndef KVTIER_WQUEUE_H
 #define KVTIER_WQUEUE_H
 
-#include <time.h>
-
+#include "clock.h"
 #include "internal.h"
 
 typedef struct kvt__wq kvt__wq;
@@ -17,9 +16,7 @@ typedef void (*kvt__wq_undo_fn)(void *ud, const kvt_key *key);
 /* Called once on the worker thread after the queue stopped and emptied. */
 typedef void (*kvt__wq_done_fn)(void *ud);
 
-/* Deadlines are CLOCK_MONOTONIC; kvt__deadline(ms < 0) is "never". */
-struct timespec kvt__deadline(int64_t ms);
-
+/* Deadlines are CLOCK_MONOTONIC (clock.h). */
 int kvt__wq_new(size_t depth, kvt__wq_fn fn, kvt__wq_undo_fn undo, kvt__wq_done_fn done, void *ud,
                 kvt__wq **out);
 /* Queues one item, taking over the caller's reference to `obj` on KVT_OK only. Waits

@@ -45,17 +45,6 @@ static bool quote(const char *s, char *out, size_t cap)
     return true;
 }
 
-static int unhex(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* urllib.parse.unquote for names we wrote or LMCache wrote; false on a bad escape. */
 static bool unquote(const char *s, size_t len, char *out, size_t cap)
 {
@@ -63,8 +52,8 @@ static bool unquote(const char *s, size_t len, char *out, size_t cap)
     for (size_t i = 0; i < len; i++) {
         char c = s[i];
         if (c == '%') {
-            int hi = i + 2 < len ? unhex(s[i + 1]) : -1;
-            int lo = hi >= 0 ? unhex(s[i + 2]) : -1;
+            int hi = i + 2 < len ? kvt__hex_value(s[i + 1]) : -1;
+            int lo = hi >= 0 ? kvt__hex_value(s[i + 2]) : -1;
             if (hi < 0 || lo < 0)
                 return false;
             c = (char)(hi << 4 | lo);
