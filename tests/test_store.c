@@ -884,6 +884,27 @@ static void metrics_render_lmcache_names(void **state)
     kvt_store_close(s);
 }
 
+/* What config loading noticed (an unknown LMCACHE_* variable) reaches the store's log. */
+static void config_notices_are_logged_at_open(void **state)
+{
+    (void)state;
+    struct captured c = {0};
+    kvt_log_handler h = {.fn = capture, .ud = &c, .min_level = KVT_LOG_WARN};
+    kvt_config *cfg = NULL;
+    kvt_store *s = NULL;
+    setenv("LMCACHE_CHUNKSIZE", "512", 1);
+    assert_int_equal(kvt_config_from_sources(NULL, &cfg), KVT_OK);
+    unsetenv("LMCACHE_CHUNKSIZE");
+    assert_int_equal(kvt_store_open(cfg, &h, &s), KVT_OK);
+    bool seen = false;
+    for (size_t i = 0; i < c.n; i++)
+        seen |= strstr(c.lines[i], "2 config event=unknown_env name=LMCACHE_CHUNKSIZE "
+                                   "nearest=LMCACHE_CHUNK_SIZE") != NULL;
+    assert_true(seen);
+    kvt_store_close(s);
+    kvt_config_free(cfg);
+}
+
 static void nothing_stored_is_said_at_open(void **state)
 {
     (void)state;
@@ -929,6 +950,7 @@ int main(void)
         cmocka_unit_test_setup(get_ok_without_object_is_an_error, setup),
         cmocka_unit_test_setup(full_queue_costs_a_put_at_most_its_timeout, setup),
         cmocka_unit_test_setup(nothing_stored_is_said_at_open, setup),
+        cmocka_unit_test_setup(config_notices_are_logged_at_open, setup),
         cmocka_unit_test_setup(breaker_opens_on_failures_and_recovers_by_itself, setup),
         cmocka_unit_test_setup(conf_update_if_refuses_a_stale_version, setup),
         cmocka_unit_test_setup(v1_table_never_gets_v2_slots_called, setup),
