@@ -623,10 +623,33 @@ static int call_get(kvt__bk *bk, const kvt_key *key, kvt_obj **out)
     return rc;
 }
 
+/* Would the CPU tier keep a promoted read? Not when it is absent, bypassed or
+ * allocator-only (local_cpu: false). */
+static bool cpu_keeps_reads(kvt__snap *sn)
+{
+    kvt__bk *cpu = sn->cpu;
+    for (size_t i = 0; cpu && i < sn->n; i++)
+        if (sn->bk[i] == cpu && bit(sn->bypass, i))
+            return false;
+    if (!cpu || !kvt__bk_enter(cpu))
+        return false;
+    bool keeps = kvt__local_cpu_stores(cpu->state);
+    kvt__bk_leave(cpu);
+    return keeps;
+}
+
+/* The tier's get_into slot into `into`'s buffer. */
+static int read_into(kvt__bk *bk, const kvt_key *key, struct into *into)
+{
+    int rc = bk->ops->get_into(bk->state, key, into->buf, into->cap, &into->len);
+    into->direct = rc == KVT_OK || rc == KVT_ETOOSMALL;
+    return rc;
+}
+
 /* Reads `key` from tier i. KVT_OK with `*out` (read-only, promoted unless unstaged), or,
- * with `into->direct`, the bytes already in into->buf. When the CPU tier has no room to
- * stage the read (KVT_ENOMEM), it goes to the tier's get_into slot (when there is a caller
- * buffer) or through a heap buffer, and is not promoted. */
+ * with `into->direct`, the bytes already in into->buf: the tier's get_into slot is used
+ * when no CPU tier would keep the read, and when the CPU tier has no room to stage it
+ * (KVT_ENOMEM; without the slot, through a heap buffer). Those reads are not promoted. */
 static int tier_get(kvt_store *s, kvt__snap *sn, size_t i, const kvt_key *key, uint64_t gen,
                     kvt_obj **out, struct into *into)
 {
@@ -635,12 +658,14 @@ static int tier_get(kvt_store *s, kvt__snap *sn, size_t i, const kvt_key *key, u
     *out = NULL;
     if (!get_active(s, sn, i) || !kvt__bk_enter(bk))
         return KVT_ENOENT;
-    int rc = call_get(bk, key, out);
-    if (rc == KVT_ENOMEM && !bk->is_cpu) {
+    /* A read nobody will keep goes straight into the caller's buffer: no staging copy. */
+    bool direct = into && !bk->is_cpu && KVT_BACKEND_OPS_HAS(bk->ops, get_into) &&
+                  !cpu_keeps_reads(sn);
+    int rc = direct ? read_into(bk, key, into) : call_get(bk, key, out);
+    if (rc == KVT_ENOMEM && !bk->is_cpu && !direct) {
         unstaged = true;
         if (into && KVT_BACKEND_OPS_HAS(bk->ops, get_into)) {
-            rc = bk->ops->get_into(bk->state, key, into->buf, into->cap, &into->len);
-            into->direct = rc == KVT_OK || rc == KVT_ETOOSMALL;
+            rc = read_into(bk, key, into);
         } else {
             heap_reads = true;
             rc = call_get(bk, key, out);

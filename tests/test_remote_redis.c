@@ -277,6 +277,93 @@ static void corrupt_or_foreign_values(void **state)
     kvt_store_close(s);
 }
 
+/* Payloads that are not delivered (a corrupt header, a caller buffer too small) are
+ * skipped on the wire: the replies after them in the same pipeline still arrive whole. */
+static void skipped_payloads_keep_the_pipeline_in_sync(void **state)
+{
+    (void)state;
+    enum { LEN = 2 * MIB };
+    kvt_store *s = open_default();
+    cpu_bypass(s, true);
+    kvt_key keys[4] = {key_of("p", 1), key_of("p", 2), key_of("p", 3), key_of("p", 4)};
+    for (int i = 0; i < 4; i++)
+        put_chunk(s, &keys[i], LEN, 50 + (uint64_t)i, NULL);
+    assert_int_equal(kvt_flush(s, 10000), KVT_OK);
+    /* keys[1]: a header claiming one byte more than its 2 MiB payload */
+    char ks[KVT_KEY_STRING_MAX];
+    unsigned char hdr[28] = {0};
+    uint32_t bad = LEN + 1;
+    memcpy(hdr, &bad, 4);
+    kvt_key_to_string(&keys[1], ks, sizeof ks);
+    redisContext *c = rf_client(&srv);
+    freeReplyObject(redisCommand(c, "SET %s%s %b", ks, "metadata", hdr, sizeof hdr));
+    redisFree(c);
+    void *bufs[4];
+    size_t caps[4] = {LEN, LEN, LEN / 2, LEN}, lens[4] = {0}, hits = 0;
+    int sts[4];
+    for (int i = 0; i < 4; i++)
+        assert_non_null(bufs[i] = malloc(LEN));
+    assert_int_equal(kvt_batched_get_into(s, 4, keys, bufs, caps, lens, sts, &hits), KVT_OK);
+    assert_int_equal(sts[0], KVT_OK);
+    assert_int_equal(sts[1], KVT_ENOENT);
+    assert_int_equal(sts[2], KVT_ETOOSMALL);
+    assert_int_equal(lens[2], LEN);
+    assert_int_equal(sts[3], KVT_OK);
+    assert_int_equal(hits, 2);
+    unsigned char *want = malloc(LEN);
+    tk_fill(want, LEN, 53);
+    assert_memory_equal(bufs[3], want, LEN);
+    free(want);
+    /* a get_into with a short buffer, then full reads on the same connections */
+    size_t n = 0;
+    assert_int_equal(kvt_get_into(s, &keys[0], bufs[0], LEN - 1, &n), KVT_ETOOSMALL);
+    assert_int_equal(n, LEN);
+    for (int round = 0; round < 3; round++) {
+        expect_chunk(s, &keys[0], LEN, 50);
+        expect_chunk(s, &keys[3], LEN, 53);
+    }
+    for (int i = 0; i < 4; i++)
+        free(bufs[i]);
+    kvt_store_close(s);
+}
+
+/* kvt_lookup_prefix through the tier's count_prefix (one pipeline of EXISTS): the run
+ * stops at the first missing chunk; pins are not taken remotely. */
+static void lookup_prefix_counts_remote_run(void **state)
+{
+    (void)state;
+    kvt_store *s = open_default();
+    kvt_key keys[8];
+    for (int i = 0; i < 8; i++) {
+        keys[i] = key_of("lk", 100 + (uint64_t)i);
+        if (i != 5)
+            put_chunk(s, &keys[i], 4096, 100 + (uint64_t)i, NULL);
+    }
+    assert_int_equal(kvt_flush(s, 10000), KVT_OK);
+    cpu_bypass(s, true);
+    size_t hits = 0, nspans = 0;
+    kvt_tier_span spans[4];
+    kvt_pin *pin = (kvt_pin *)&hits; /* overwritten */
+    assert_int_equal(kvt_lookup_prefix(s, keys, 8, &hits, spans, 4, &nspans, &pin), KVT_OK);
+    assert_int_equal(hits, 5);
+    assert_int_equal(nspans, 1);
+    assert_string_equal(spans[0].backend, "RemoteBackend");
+    assert_null(pin); /* nothing pinned: remote pins are a no-op */
+    /* an orphan header at keys[5] ends the run and is deleted, as contains() does */
+    char ks[KVT_KEY_STRING_MAX];
+    unsigned char hdr[28] = {0};
+    kvt_key_to_string(&keys[5], ks, sizeof ks);
+    redisContext *c = rf_client(&srv);
+    freeReplyObject(redisCommand(c, "SET %s%s %b", ks, "metadata", hdr, sizeof hdr));
+    assert_int_equal(kvt_lookup_prefix(s, keys, 8, &hits, NULL, 0, NULL, NULL), KVT_OK);
+    assert_int_equal(hits, 5);
+    redisReply *e = redisCommand(c, "EXISTS %s%s", ks, "metadata");
+    assert_int_equal(e->integer, 0);
+    freeReplyObject(e);
+    redisFree(c);
+    kvt_store_close(s);
+}
+
 static void stopped_server_gives_bounded_misses(void **state)
 {
     (void)state;
@@ -528,6 +615,8 @@ int main(void)
         cmocka_unit_test_setup(round_trip_uses_lmcache_keys, each_setup),
         cmocka_unit_test_setup(batched_get_of_64_chunks, each_setup),
         cmocka_unit_test_setup(corrupt_or_foreign_values, each_setup),
+        cmocka_unit_test_setup(skipped_payloads_keep_the_pipeline_in_sync, each_setup),
+        cmocka_unit_test_setup(lookup_prefix_counts_remote_run, each_setup),
         cmocka_unit_test_setup(stopped_server_gives_bounded_misses, each_setup),
         cmocka_unit_test_setup(killed_server_restarts_and_tier_recovers, each_setup),
         cmocka_unit_test_setup(timed_close_while_stopped_returns_on_time, each_setup),

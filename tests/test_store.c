@@ -428,6 +428,32 @@ static void get_into_never_fails_for_lack_of_cpu_room(void **state)
     kvt_store_close(s);
 }
 
+/* A read no CPU tier would keep (it is bypassed) goes straight into the caller's buffer
+ * through the tier's get_into slot: no staging copy, no promotion. */
+static void unkept_reads_go_straight_into_the_buffer(void **state)
+{
+    (void)state;
+    kvt_store *s = open_with(false, true, NULL, NULL);
+    assert_int_equal(kvt_backend_set_bypass(s, "LocalCPUBackend", true, NULL), KVT_OK);
+    put_h(s, 1);
+    assert_int_equal(kvt_flush(s, -1), KVT_OK);
+    unsigned char got[LEN], want[LEN];
+    tk_fill(want, sizeof want, 1);
+    kvt_key k = tk_key(1);
+    size_t len = 0;
+    long gets = atomic_load(&tk_b.gets);
+    assert_int_equal(kvt_get_into(s, &k, got, sizeof got, &len), KVT_OK);
+    assert_memory_equal(got, want, LEN);
+    assert_int_equal(atomic_load(&tk_b.get_into_calls), 1);
+    assert_int_equal(atomic_load(&tk_b.gets), gets); /* get() was not asked */
+    assert_int_equal(kvt_get_into(s, &k, got, 10, &len), KVT_ETOOSMALL);
+    assert_int_equal(len, LEN);
+    kvt_store_stats st;
+    assert_int_equal(kvt_store_get_stats(s, &st), KVT_OK);
+    assert_int_equal(st.promotions, 0);
+    kvt_store_close(s);
+}
+
 /* batched get: each tier reads the keys still missing as one batch (TestTierB's slot),
  * hits are copied out and promoted, misses and short buffers reported per key. */
 static void batched_get_into_reads_each_tier_as_one_batch(void **state)
@@ -945,6 +971,7 @@ int main(void)
         cmocka_unit_test_setup(get_in_flight_does_not_reinstate_after_clear, setup),
         cmocka_unit_test_setup(get_into_never_fails_for_lack_of_cpu_room, setup),
         cmocka_unit_test_setup(batched_get_into_reads_each_tier_as_one_batch, setup),
+        cmocka_unit_test_setup(unkept_reads_go_straight_into_the_buffer, setup),
         cmocka_unit_test_setup(put_results_are_honest, setup),
         cmocka_unit_test_setup(unknown_location_names_fail_the_open, setup),
         cmocka_unit_test_setup(get_ok_without_object_is_an_error, setup),

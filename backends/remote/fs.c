@@ -305,6 +305,16 @@ static int fs_contains(void *conn, const struct kvt__rmt_item *it)
     return errno_status(errno) == KVT_ENOENT ? 0 : errno_status(errno);
 }
 
+/* The run of existing files from items[0]: one stat (access) each, stopping at the first
+ * missing one, as LMCache's batched_async_contains. An error ends the run. */
+static size_t fs_count_prefix(void *conn, size_t n, const struct kvt__rmt_item *items)
+{
+    size_t hit = 0;
+    while (hit < n && fs_contains(conn, &items[hit]) == 1)
+        hit++;
+    return hit;
+}
+
 static int fs_remove(void *conn, const struct kvt__rmt_item *it)
 {
     char path[PATH_MAX];
@@ -353,6 +363,7 @@ const struct kvt__rmt_connector kvt__rmt_fs = {
     .get = fs_get,
     .get_many = fs_get_many,
     .contains = fs_contains,
+    .count_prefix = fs_count_prefix,
     .remove = fs_remove,
     .clear = fs_clear,
     .ping = fs_ping,

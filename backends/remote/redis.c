@@ -33,7 +33,8 @@
 #include "src/internal.h"
 
 #define RDS_POOL_MAX 64
-#define RDS_READ_CHUNK (256 * 1024)
+#define RDS_READ_CHUNK (256 * 1024) /* hiredis-parsed replies (small ones) */
+#define RDS_IN_BUF (64 * 1024)      /* GET replies: headers; payloads bypass it */
 
 struct rds {
     const kvt_backend_env *env;
@@ -52,7 +53,7 @@ struct rds {
     redisContext *ctx[RDS_POOL_MAX]; /* NULL: not connected */
     bool busy[RDS_POOL_MAX];
     int64_t next_connect_ms; /* no connect attempt before this (set by a failure) */
-    atomic_uint_fast64_t connects, connect_failures, discards, corrupt;
+    atomic_uint_fast64_t connects, connect_failures, discards, timeouts, corrupt;
 };
 
 /* ------------------------------------------------------------ URL */
@@ -446,6 +447,8 @@ static int checkout(struct rds *r, int64_t deadline, size_t *slot, redisContext 
 static void checkin(struct rds *r, size_t slot, redisContext *c, int rc)
 {
     bool broken = rc == KVT_ETIMEDOUT || rc == KVT_EIO || rc == KVT_ENOMEM;
+    if (rc == KVT_ETIMEDOUT)
+        atomic_fetch_add(&r->timeouts, 1);
     if (broken) {
         uint64_t n = atomic_fetch_add(&r->discards, 1) + 1;
         if (pow2(n))
@@ -466,6 +469,14 @@ static void checkin(struct rds *r, size_t slot, redisContext *c, int rc)
 static void rds_close(void *conn)
 {
     struct rds *r = conn;
+    /* kvt_backend_stats has no fields for these: the close line is where they show. */
+    kvt_backend_log(r->env, KVT_LOG_INFO, "event=redis_closed connects=%llu "
+                    "connect_failures=%llu dropped=%llu timeouts=%llu corrupt=%llu",
+                    (unsigned long long)atomic_load(&r->connects),
+                    (unsigned long long)atomic_load(&r->connect_failures),
+                    (unsigned long long)atomic_load(&r->discards),
+                    (unsigned long long)atomic_load(&r->timeouts),
+                    (unsigned long long)atomic_load(&r->corrupt));
     for (size_t i = 0; i < r->n; i++)
         if (r->ctx[i])
             redisFree(r->ctx[i]);
@@ -527,31 +538,206 @@ static void corrupt(struct rds *r, const char *why)
                         (unsigned long long)n);
 }
 
-/* Turns the replies of GET metadata (NULL without headers) and GET kv_bytes into a read. */
-static int take_value(struct rds *r, const redisReply *meta, const redisReply *val,
-                      const struct kvt__rmt_item *it)
+/* GET replies are read here, not by hiredis: once a bulk reply's length is known and the
+ * header checked, the payload goes from the socket straight into the sink's buffer (a
+ * pool object, or the caller's buffer for get_into), with no reply object and no copy.
+ * Bytes read past the current reply (the next reply of the pipeline) wait in `buf`; a
+ * request leaves nothing behind, since the server sends only the replies it was asked for. */
+struct rin {
+    int fd;
+    int64_t deadline;
+    size_t pos, len;
+    char buf[RDS_IN_BUF];
+};
+
+/* Reads more bytes into in->buf (compacting it first). */
+static int rin_fill(struct rin *in)
 {
-    kvt_chunk_meta m;
-    void *buf = NULL;
-    if (error_reply(meta) || error_reply(val)) {
-        kvt_backend_log(r->env, KVT_LOG_WARN, "event=redis_error_reply reply=\"%.120s\"",
-                        error_reply(meta) ? meta->str : val->str);
+    if (in->pos > 0) {
+        memmove(in->buf, in->buf + in->pos, in->len - in->pos);
+        in->len -= in->pos;
+        in->pos = 0;
+    }
+    if (in->len == sizeof in->buf)
+        return KVT_EIO; /* a reply line longer than the buffer: not a GET reply */
+    for (;;) {
+        ssize_t n = read(in->fd, in->buf + in->len, sizeof in->buf - in->len);
+        if (n > 0) {
+            in->len += (size_t)n;
+            return KVT_OK;
+        }
+        if (n == 0)
+            return KVT_EIO; /* the server closed the connection */
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return KVT_EIO;
+        int rc = wait_fd(in->fd, POLLIN, in->deadline);
+        if (rc != KVT_OK)
+            return rc;
+    }
+}
+
+/* The next CRLF-terminated line (without the CRLF), consumed; valid until the next call. */
+static int rin_line(struct rin *in, const char **line, size_t *n)
+{
+    for (;;) {
+        const char *p = in->buf + in->pos;
+        size_t avail = in->len - in->pos;
+        const char *cr = avail ? memchr(p, '\r', avail) : NULL;
+        if (cr && (size_t)(cr - p) + 1 < avail) {
+            if (cr[1] != '\n')
+                return KVT_EIO;
+            *line = p;
+            *n = (size_t)(cr - p);
+            in->pos += *n + 2;
+            return KVT_OK;
+        }
+        int rc = rin_fill(in);
+        if (rc != KVT_OK)
+            return rc;
+    }
+}
+
+/* Moves `len` payload bytes to `dst` (NULL: discards them), then the closing CRLF. What
+ * the buffer holds is copied; the rest is read from the socket straight into `dst`. */
+static int rin_take(struct rin *in, char *dst, size_t len)
+{
+    size_t have = in->len - in->pos, k = have < len ? have : len;
+    if (dst)
+        memcpy(dst, in->buf + in->pos, k);
+    in->pos += k;
+    len -= k;
+    if (dst)
+        dst += k;
+    while (len > 0) {
+        char *to = dst;
+        size_t want = len;
+        if (!dst) { /* discard through the buffer (empty here: all of it was payload) */
+            in->pos = in->len = 0;
+            to = in->buf;
+            want = len < sizeof in->buf ? len : sizeof in->buf;
+        }
+        ssize_t n = read(in->fd, to, want);
+        if (n > 0) {
+            len -= (size_t)n;
+            if (dst)
+                dst += n;
+            continue;
+        }
+        if (n == 0)
+            return KVT_EIO;
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return KVT_EIO;
+        int rc = wait_fd(in->fd, POLLIN, in->deadline);
+        if (rc != KVT_OK)
+            return rc;
+    }
+    while (in->len - in->pos < 2) {
+        int rc = rin_fill(in);
+        if (rc != KVT_OK)
+            return rc;
+    }
+    if (memcmp(in->buf + in->pos, "\r\n", 2) != 0)
+        return KVT_EIO;
+    in->pos += 2;
+    return KVT_OK;
+}
+
+enum { RB_BULK, RB_NIL, RB_ERROR, RB_OTHER };
+
+/* The head of one GET reply: a bulk string (its length in *blen, payload not read yet),
+ * nil, an error reply (its text, truncated, in err) or a one-line reply of another type
+ * (consumed). An array or a malformed line is a protocol error (KVT_EIO). */
+static int rin_head(struct rin *in, int *kind, size_t *blen, char *err, size_t errcap)
+{
+    const char *l;
+    size_t n;
+    int rc = rin_line(in, &l, &n);
+    if (rc != KVT_OK)
+        return rc;
+    if (n == 0)
+        return KVT_EIO;
+    switch (l[0]) {
+    case '$': {
+        if (n == 3 && l[1] == '-' && l[2] == '1') {
+            *kind = RB_NIL;
+            return KVT_OK;
+        }
+        uint64_t v = 0;
+        if (n < 2 || n > 20)
+            return KVT_EIO;
+        for (size_t i = 1; i < n; i++) {
+            if (l[i] < '0' || l[i] > '9')
+                return KVT_EIO;
+            v = v * 10 + (uint64_t)(l[i] - '0');
+        }
+        if (v > (uint64_t)SIZE_MAX / 2)
+            return KVT_EIO;
+        *kind = RB_BULK;
+        *blen = (size_t)v;
+        return KVT_OK;
+    }
+    case '-': {
+        size_t k = n - 1 < errcap - 1 ? n - 1 : errcap - 1;
+        memcpy(err, l + 1, k);
+        err[k] = '\0';
+        *kind = RB_ERROR;
+        return KVT_OK;
+    }
+    case '+':
+    case ':':
+        *kind = RB_OTHER;
+        return KVT_OK;
+    default:
         return KVT_EIO;
     }
-    if ((meta && meta->type == REDIS_REPLY_NIL) || val->type == REDIS_REPLY_NIL)
-        return KVT_ENOENT;
-    if ((meta && meta->type != REDIS_REPLY_STRING) || val->type != REDIS_REPLY_STRING) {
+}
+
+/* Reads the replies of one item's GET metadata (when the values carry headers) and GET
+ * kv_bytes. Returns the item's status in *st (KVT_OK: payload in the sink's buffer);
+ * the function's own status is the stream's (not KVT_OK: the connection is lost). */
+static int read_value(struct rds *r, struct rin *in, const struct kvt__rmt_item *it, int *st)
+{
+    unsigned char hdr[KVT__RMT_HDR];
+    char err[128] = "", verr[128] = "";
+    int mkind = RB_BULK, vkind, rc;
+    size_t mlen = 0, vlen = 0;
+    bool meta_ok = true;
+    if (r->save_meta) {
+        if ((rc = rin_head(in, &mkind, &mlen, err, sizeof err)) != KVT_OK)
+            return rc;
+        if (mkind == RB_BULK) {
+            meta_ok = mlen == KVT__RMT_HDR;
+            if ((rc = rin_take(in, meta_ok ? (char *)hdr : NULL, mlen)) != KVT_OK)
+                return rc;
+        }
+    }
+    if ((rc = rin_head(in, &vkind, &vlen, verr, sizeof verr)) != KVT_OK)
+        return rc;
+    void *buf = NULL;
+    kvt_chunk_meta m;
+    if (mkind == RB_ERROR || vkind == RB_ERROR) {
+        kvt_backend_log(r->env, KVT_LOG_WARN, "event=redis_error_reply reply=\"%.120s\"",
+                        mkind == RB_ERROR ? err : verr);
+        *st = KVT_EIO;
+    } else if (mkind == RB_NIL || vkind == RB_NIL) {
+        *st = KVT_ENOENT;
+    } else if (mkind != RB_BULK || vkind != RB_BULK) {
         corrupt(r, "not_a_string");
-        return KVT_ENOENT;
-    }
-    if (kvt__rmt_hdr_check(meta ? meta->str : NULL, meta ? meta->len : 0, val->len, &m) != KVT_OK) {
+        *st = KVT_ENOENT;
+    } else if (!meta_ok || kvt__rmt_hdr_check(r->save_meta ? hdr : NULL,
+                                              r->save_meta ? KVT__RMT_HDR : 0, vlen, &m) != KVT_OK) {
         corrupt(r, "length_mismatch");
-        return KVT_ENOENT;
+        *st = KVT_ENOENT;
+    } else {
+        *st = it->sink->reserve(it->sink, vlen, &m, &buf);
     }
-    int rc = it->sink->reserve(it->sink, val->len, &m, &buf);
-    if (rc == KVT_OK)
-        memcpy(buf, val->str, val->len);
-    return rc;
+    if (vkind != RB_BULK)
+        return KVT_OK;
+    return rin_take(in, *st == KVT_OK ? buf : NULL, vlen); /* a payload not taken is skipped */
 }
 
 static void cmd_get(struct rds *r, struct cmd *c, const struct kvt__rmt_item *it)
@@ -563,12 +749,12 @@ static void cmd_get(struct rds *r, struct cmd *c, const struct kvt__rmt_item *it
 
 static int rds_get_many(void *conn, size_t n, const struct kvt__rmt_item *items, int *statuses)
 {
+    static _Thread_local struct rin in;
     struct rds *r = conn;
     int64_t deadline = kvt__rmt_now_ms() + r->op_ms;
-    size_t slot, per = r->save_meta ? 2 : 1;
+    size_t slot;
     redisContext *c;
     struct cmd cmd = {0};
-    redisReply *rep[2] = {NULL, NULL};
     int rc = checkout(r, deadline, &slot, &c);
     for (size_t i = 0; i < n; i++)
         statuses[i] = rc;
@@ -578,16 +764,15 @@ static int rds_get_many(void *conn, size_t n, const struct kvt__rmt_item *items,
         cmd_get(r, &cmd, &items[i]);
     struct iovec iov = {cmd.p, cmd.len};
     rc = cmd.oom ? KVT_ENOMEM : send_iov(c, &iov, 1, deadline);
-    /* Replies come in order: each value is handed over and freed as it arrives, so a batch
-     * never holds more than one value in hiredis' memory. */
-    for (size_t i = 0; rc == KVT_OK && i < n; i++) {
-        for (size_t k = 0; rc == KVT_OK && k < per; k++)
-            rc = recv_reply(c, deadline, &rep[k]);
-        if (rc == KVT_OK)
-            statuses[i] = take_value(r, per == 2 ? rep[0] : NULL, rep[per - 1], &items[i]);
-        drop_replies(rep, per);
-        rep[0] = rep[1] = NULL;
-    }
+    /* One pipeline; replies come in order and each payload lands in its sink as it
+     * arrives, so a batch holds no value in memory but the sinks'. */
+    in.fd = c->fd;
+    in.deadline = deadline;
+    in.pos = in.len = 0;
+    for (size_t i = 0; rc == KVT_OK && i < n; i++)
+        rc = read_value(r, &in, &items[i], &statuses[i]);
+    if (rc == KVT_OK && in.pos != in.len)
+        rc = KVT_EIO; /* bytes nobody asked for: the stream cannot be trusted */
     if (rc != KVT_OK)
         for (size_t i = 0; i < n; i++)
             statuses[i] = rc;
@@ -706,6 +891,54 @@ static int rds_contains(void *conn, const struct kvt__rmt_item *it)
     return meta && val;
 }
 
+/* The run of stored keys from items[0], in one pipeline: EXISTS of every key's metadata
+ * (when values carry headers) and kv_bytes. As contains(): a header without its payload
+ * is deleted (LMCache) and ends the run. An error counts nothing (a miss). */
+static size_t rds_count_prefix(void *conn, size_t n, const struct kvt__rmt_item *items)
+{
+    struct rds *r = conn;
+    int64_t deadline = kvt__rmt_now_ms() + r->op_ms;
+    size_t per = r->save_meta ? 2 : 1, hit = 0;
+    if (n == 0 || n > SIZE_MAX / (2 * sizeof(redisReply *)))
+        return 0;
+    redisReply **rep = malloc(n * per * sizeof *rep);
+    struct cmd cmd = {0};
+    if (!rep)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (r->save_meta)
+            cmd_key(&cmd, "EXISTS", &items[i], "metadata");
+        cmd_key(&cmd, "EXISTS", &items[i], "kv_bytes");
+    }
+    int rc = request(r, &cmd, rep, n * per, deadline);
+    free(cmd.p);
+    if (rc != KVT_OK) {
+        free(rep);
+        return 0;
+    }
+    bool orphan = false;
+    for (; hit < n; hit++) {
+        const redisReply *m = rep[hit * per], *v = rep[hit * per + per - 1];
+        bool meta = m->type == REDIS_REPLY_INTEGER && m->integer > 0;
+        bool val = v->type == REDIS_REPLY_INTEGER && v->integer > 0;
+        if (!(meta && val)) {
+            orphan = meta && !val;
+            break;
+        }
+    }
+    drop_replies(rep, n * per);
+    free(rep);
+    if (orphan) {
+        struct cmd del = {0};
+        redisReply *d = NULL;
+        cmd_key(&del, "DEL", &items[hit], "metadata");
+        if (request(r, &del, &d, 1, deadline) == KVT_OK)
+            drop_replies(&d, 1);
+        free(del.p);
+    }
+    return hit;
+}
+
 static int rds_remove(void *conn, const struct kvt__rmt_item *it)
 {
     struct rds *r = conn;
@@ -807,6 +1040,7 @@ const struct kvt__rmt_connector kvt__rmt_redis = {
     .get = rds_get,
     .get_many = rds_get_many,
     .contains = rds_contains,
+    .count_prefix = rds_count_prefix,
     .remove = rds_remove,
     .clear = rds_clear,
     .ping = rds_ping,

@@ -317,6 +317,31 @@ static int rmt_contains(void *state, const kvt_key *key)
     return rc == KVT_OK ? r->c->contains(r->conn, &k.it) : rc;
 }
 
+/* Lookups of a run of keys: one pass through the connector (one redis pipeline). Pins are
+ * not supported remotely (LMCache: pin is a no-op): `pin` is ignored, and with no unpin
+ * slot the store never records a pin on this tier. */
+static size_t rmt_count_prefix(void *state, const kvt_key *keys, size_t n, bool pin)
+{
+    struct rmt *r = state;
+    (void)pin;
+    if (n == 0)
+        return 0;
+    if (n > SIZE_MAX / (sizeof(struct rkey) + sizeof(struct kvt__rmt_item)))
+        return 0;
+    struct rkey *k = malloc(n * sizeof *k);
+    struct kvt__rmt_item *items = malloc(n * sizeof *items);
+    size_t m = 0, hit = 0;
+    if (k && items) {
+        /* a key that has no string form ends the run there */
+        for (; m < n && rkey_init(&k[m], &keys[m], NULL) == KVT_OK; m++)
+            items[m] = k[m].it;
+        hit = m ? r->c->count_prefix(r->conn, m, items) : 0;
+    }
+    free(k);
+    free(items);
+    return hit;
+}
+
 static int rmt_remove(void *state, const kvt_key *key)
 {
     struct rmt *r = state;
@@ -360,8 +385,8 @@ const struct kvt_backend_ops kvt__remote_ops = {
     .contains = rmt_contains,
     .remove = rmt_remove,
     .clear = rmt_clear,
-    .count_prefix = NULL,
-    .unpin = NULL,
+    .count_prefix = rmt_count_prefix,
+    .unpin = NULL, /* no remote pins: count_prefix(pin = true) claims none */
     .stats = rmt_stats,
     .batched_get = rmt_batched_get,
     .get_into = rmt_get_into,

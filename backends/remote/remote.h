@@ -56,6 +56,9 @@ struct kvt__rmt_connector {
      * batch failed (then every status says why). */
     int (*get_many)(void *conn, size_t n, const struct kvt__rmt_item *items, int *statuses);
     int (*contains)(void *conn, const struct kvt__rmt_item *it); /* 1, 0, or < 0 */
+    /* The number of leading items stored, in one pass (a pipeline for redis); an error
+     * ends the run. */
+    size_t (*count_prefix)(void *conn, size_t n, const struct kvt__rmt_item *items);
     int (*remove)(void *conn, const struct kvt__rmt_item *it);   /* KVT_OK or KVT_ENOENT */
     int (*clear)(void *conn, uint64_t *chunks);                  /* adds chunks removed */
     int (*ping)(void *conn);

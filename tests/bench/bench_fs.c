@@ -5,6 +5,10 @@
  *   get  plain: N × (open, read into the buffer)      kvtier: N kvt_get_into
  * with the CPU tier bypassed and remote_fs_fsync off on both sides (the page cache is
  * what is measured; fsync cost is the device's). ratio = t(plain) / t(kvtier).
+ * Page cache: warm for both. Each trial writes both sets of files just before reading
+ * them, same sizes (kvtier's files carry LMCache's 28-byte header too), same directory
+ * and filesystem; the plain read is open + read() loop into the caller's buffer, as
+ * kvtier's fs get_into does with pread().
  * Usage: bench_fs [--quick] [dir] */
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -140,6 +144,7 @@ int main(int argc, char **argv)
     kvt_config_free(cfg);
     if (rc != KVT_OK || (rc = kvt_backend_set_bypass(s, "LocalCPUBackend", true, NULL)) != KVT_OK)
         die("open", rc);
+    printf("# page cache: warm for both sides (files written in the same trial)\n");
     for (size_t z = 0; z < nsizes; z++) {
         size_t len = sizes[z] * MIB, n = quick ? 2 : (64 / sizes[z] < 2 ? 2 : 64 / sizes[z]);
         if (n > 16)
