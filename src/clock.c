@@ -8,6 +8,12 @@ struct timespec kvt__now(void)
     return ts;
 }
 
+int64_t kvt__now_ms(void)
+{
+    struct timespec ts = kvt__now();
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 struct timespec kvt__after(struct timespec t, int64_t ms)
 {
     t.tv_sec += ms / 1000;

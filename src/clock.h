@@ -15,6 +15,8 @@ struct timespec kvt__after(struct timespec t, int64_t ms);
 /* Now plus `ms`; "never" (far in the future) for ms < 0 or beyond 24 days. */
 struct timespec kvt__deadline(int64_t ms);
 bool kvt__before(const struct timespec *a, const struct timespec *b);
+/* Milliseconds on the monotonic clock (for deadlines kept as integers). */
+int64_t kvt__now_ms(void);
 /* b - a in milliseconds. */
 double kvt__ms_between(const struct timespec *a, const struct timespec *b);
 /* A condition variable whose timed waits take CLOCK_MONOTONIC deadlines. */

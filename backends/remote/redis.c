@@ -132,7 +132,7 @@ static int parse_url(struct rds *r, const char *url)
 
 static int remaining(int64_t deadline)
 {
-    int64_t left = deadline - kvt__rmt_now_ms();
+    int64_t left = deadline - kvt__now_ms();
     return left <= 0 ? 0 : left > INT_MAX ? INT_MAX : (int)left;
 }
 
@@ -408,18 +408,11 @@ static int checkout(struct rds *r, int64_t deadline, size_t *slot, redisContext 
             pthread_mutex_unlock(&r->mu);
             return kvt__fail(KVT_ETIMEDOUT, "RemoteBackend: every redis connection stayed busy");
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += left / 1000;
-        ts.tv_nsec += (long)(left % 1000) * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
+        struct timespec ts = kvt__deadline(left);
         pthread_cond_timedwait(&r->cv, &r->mu, &ts);
     }
     redisContext *c = r->ctx[i];
-    int64_t now = kvt__rmt_now_ms();
+    int64_t now = kvt__now_ms();
     if (!c && now < r->next_connect_ms) {
         int64_t wait = r->next_connect_ms - now;
         pthread_mutex_unlock(&r->mu);
@@ -432,7 +425,7 @@ static int checkout(struct rds *r, int64_t deadline, size_t *slot, redisContext 
     if (!c && (rc = connect_one(r, deadline, &c)) != KVT_OK) {
         pthread_mutex_lock(&r->mu);
         r->busy[i] = false;
-        r->next_connect_ms = kvt__rmt_now_ms() + r->reconnect_ms;
+        r->next_connect_ms = kvt__now_ms() + r->reconnect_ms;
         pthread_cond_signal(&r->cv);
         pthread_mutex_unlock(&r->mu);
         return rc;
@@ -461,7 +454,7 @@ static void checkin(struct rds *r, size_t slot, redisContext *c, int rc)
     r->ctx[slot] = c;
     r->busy[slot] = false;
     if (broken)
-        r->next_connect_ms = kvt__rmt_now_ms() + r->reconnect_ms;
+        r->next_connect_ms = kvt__now_ms() + r->reconnect_ms;
     pthread_cond_signal(&r->cv);
     pthread_mutex_unlock(&r->mu);
 }
@@ -503,16 +496,12 @@ static int rds_open(const struct kvt__rmt_params *p, void **conn)
     r->reconnect_ms = p->reconnect_interval_ms;
     r->n = p->pool_size < 1 ? 1 : p->pool_size > RDS_POOL_MAX ? RDS_POOL_MAX : (size_t)p->pool_size;
     pthread_mutex_init(&r->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&r->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    kvt__cond_init_monotonic(&r->cv);
     /* One connection now: a wrong password or database is a clear error at create. An
      * unreachable server is not: the tier starts failing (the breaker opens) and
      * recovers by itself once the server answers. */
     redisContext *c = NULL;
-    rc = connect_one(r, kvt__rmt_now_ms() + r->connect_ms, &c);
+    rc = connect_one(r, kvt__now_ms() + r->connect_ms, &c);
     if (rc == KVT_EPERM || rc == KVT_ECONFIG) {
         rds_close(r);
         return rc;
@@ -520,7 +509,7 @@ static int rds_open(const struct kvt__rmt_params *p, void **conn)
     if (rc == KVT_OK)
         r->ctx[0] = c;
     else
-        r->next_connect_ms = kvt__rmt_now_ms() + r->reconnect_ms;
+        r->next_connect_ms = kvt__now_ms() + r->reconnect_ms;
     kvt_backend_log(p->env, rc == KVT_OK ? KVT_LOG_INFO : KVT_LOG_WARN,
                     "event=redis_open transport=%s pool=%zu db=%d auth=%d connected=%d",
                     r->is_unix ? "unix" : "tcp", r->n, r->db, r->has_pass, rc == KVT_OK);
@@ -751,7 +740,7 @@ static int rds_get_many(void *conn, size_t n, const struct kvt__rmt_item *items,
 {
     static _Thread_local struct rin in;
     struct rds *r = conn;
-    int64_t deadline = kvt__rmt_now_ms() + r->op_ms;
+    int64_t deadline = kvt__now_ms() + r->op_ms;
     size_t slot;
     redisContext *c;
     struct cmd cmd = {0};
@@ -793,7 +782,7 @@ static int rds_put(void *conn, const struct kvt__rmt_item *it, const void *hdr, 
                    const void *data, size_t len)
 {
     struct rds *r = conn;
-    int64_t deadline = kvt__rmt_now_ms() + r->op_ms;
+    int64_t deadline = kvt__now_ms() + r->op_ms;
     size_t slot;
     redisContext *c;
     struct cmd head = {0}, tail = {0};
@@ -866,7 +855,7 @@ static int request(struct rds *r, struct cmd *cmd, redisReply **rep, size_t nrep
 static int rds_contains(void *conn, const struct kvt__rmt_item *it)
 {
     struct rds *r = conn;
-    int64_t deadline = kvt__rmt_now_ms() + r->op_ms;
+    int64_t deadline = kvt__now_ms() + r->op_ms;
     struct cmd cmd = {0};
     redisReply *rep[2];
     size_t nrep = r->save_meta ? 2 : 1;
@@ -897,7 +886,7 @@ static int rds_contains(void *conn, const struct kvt__rmt_item *it)
 static size_t rds_count_prefix(void *conn, size_t n, const struct kvt__rmt_item *items)
 {
     struct rds *r = conn;
-    int64_t deadline = kvt__rmt_now_ms() + r->op_ms;
+    int64_t deadline = kvt__now_ms() + r->op_ms;
     size_t per = r->save_meta ? 2 : 1, hit = 0;
     if (n == 0 || n > SIZE_MAX / (2 * sizeof(redisReply *)))
         return 0;
@@ -948,7 +937,7 @@ static int rds_remove(void *conn, const struct kvt__rmt_item *it)
     cmd_arg(&cmd, "DEL", 3, NULL);
     cmd_arg(&cmd, it->key, it->klen, "kv_bytes");
     cmd_arg(&cmd, it->key, it->klen, "metadata");
-    int rc = request(r, &cmd, &rep, 1, kvt__rmt_now_ms() + r->op_ms);
+    int rc = request(r, &cmd, &rep, 1, kvt__now_ms() + r->op_ms);
     free(cmd.p);
     if (rc != KVT_OK)
         return rc;
@@ -972,7 +961,7 @@ static int clear_page(struct rds *r, const redisReply *keys, uint64_t *chunks)
         if (k->len >= 8 && memcmp(k->str + k->len - 8, "kv_bytes", 8) == 0)
             (*chunks)++;
     }
-    int rc = request(r, &cmd, &rep, 1, kvt__rmt_now_ms() + r->op_ms);
+    int rc = request(r, &cmd, &rep, 1, kvt__now_ms() + r->op_ms);
     free(cmd.p);
     drop_replies(&rep, 1);
     return rc;
@@ -998,7 +987,7 @@ static int rds_clear(void *conn, uint64_t *chunks)
             cmd_arg(&cmd, pattern[p], strlen(pattern[p]), NULL);
             cmd_arg(&cmd, "COUNT", 5, NULL);
             cmd_arg(&cmd, "1000", 4, NULL);
-            rc = request(r, &cmd, &rep, 1, kvt__rmt_now_ms() + r->op_ms);
+            rc = request(r, &cmd, &rep, 1, kvt__now_ms() + r->op_ms);
             free(cmd.p);
             if (rc != KVT_OK)
                 break;
@@ -1024,7 +1013,7 @@ static int rds_ping(void *conn)
     redisReply *rep = NULL;
     cmd_fmt(&cmd, "*", 1);
     cmd_arg(&cmd, "PING", 4, NULL);
-    int rc = request(r, &cmd, &rep, 1, kvt__rmt_now_ms() + r->op_ms);
+    int rc = request(r, &cmd, &rep, 1, kvt__now_ms() + r->op_ms);
     free(cmd.p);
     if (rc == KVT_OK && !(rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "PONG") == 0))
         rc = kvt__fail(KVT_EIO, "RemoteBackend: redis PING did not answer PONG");

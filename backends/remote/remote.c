@@ -28,13 +28,6 @@ struct rmt {
     uint32_t chunk_tokens; /* clear() reports chunks removed times this */
 };
 
-int64_t kvt__rmt_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ------------------------------------------------------------ header */
 
 static void put32(unsigned char *p, int32_t v)

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "kvtier/backend.h"
+#include "src/clock.h"
 
 /* LMCache's RemoteMetadata: struct.pack("iiiiiii", length, fmt, dtype, s0, s1, s2, s3). */
 #define KVT__RMT_HDR 28
@@ -72,7 +73,5 @@ extern const struct kvt__rmt_connector kvt__rmt_fs, kvt__rmt_redis;
 int kvt__rmt_hdr_check(const void *hdr, size_t hlen, size_t len, kvt_chunk_meta *meta);
 /* The payload length a header claims, or -1 when it is malformed. */
 int64_t kvt__rmt_hdr_length(const void *hdr);
-/* Milliseconds on the monotonic clock. */
-int64_t kvt__rmt_now_ms(void);
 
 #endif
