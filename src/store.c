@@ -757,99 +757,185 @@ int kvt_get_into(kvt_store *s, const kvt_key *key, void *buf, size_t cap, size_t
     return rc;
 }
 
-/* One tier's share of a batched get: the keys still missing, `idx[0..m)`, as one
- * batched_get call; a hit is delivered (and promoted), a read the CPU tier has no room
- * for is redone alone through tier_get(). */
-static void batch_tier(kvt_store *s, kvt__snap *sn, size_t i, uint64_t gen, const kvt_key keys[],
-                       void *const bufs[], const size_t caps[], size_t lens[], int statuses[],
-                       const size_t *idx, size_t m, kvt_key *tmp, kvt_obj **objs, int *sts)
+/* A batched get's request and its scratch: the caller's arrays, and for the tier at hand
+ * the keys still missing (`idx[0..m)`) gathered into contiguous arrays. */
+struct batch {
+    const kvt_key *keys;
+    void *const *bufs;
+    const size_t *caps;
+    size_t *lens;
+    int *statuses;
+    size_t m, *idx;
+    kvt_key *tkeys;
+    kvt_obj **objs;
+    void **tbufs;
+    size_t *tcaps, *tlens;
+    int *sts;
+};
+
+static void batch_free(struct batch *b)
+{
+    free(b->idx);
+    free(b->tkeys);
+    free(b->objs);
+    free(b->tbufs);
+    free(b->tcaps);
+    free(b->tlens);
+    free(b->sts);
+}
+
+static int batch_alloc(struct batch *b, size_t n)
+{
+    const size_t per = sizeof(size_t) * 3 + sizeof(kvt_key) + sizeof(void *) * 2 + sizeof(int);
+    if (n > SIZE_MAX / per)
+        return kvt__fail(KVT_EINVAL, "kvt_batched_get_into: %zu keys is too many", n);
+    b->idx = malloc(n * sizeof *b->idx + 1);
+    b->tkeys = malloc(n * sizeof *b->tkeys + 1);
+    b->objs = malloc(n * sizeof *b->objs + 1);
+    b->tbufs = malloc(n * sizeof *b->tbufs + 1);
+    b->tcaps = malloc(n * sizeof *b->tcaps + 1);
+    b->tlens = malloc(n * sizeof *b->tlens + 1);
+    b->sts = malloc(n * sizeof *b->sts + 1);
+    if (b->idx && b->tkeys && b->objs && b->tbufs && b->tcaps && b->tlens && b->sts)
+        return KVT_OK;
+    return kvt__fail(KVT_ENOMEM, "cannot allocate a batch of %zu keys", n);
+}
+
+/* Records the outcome of key k: its status and, for a hit or a short buffer, its length. */
+static void batch_set(struct batch *b, size_t k, int status, size_t len)
+{
+    b->statuses[k] = status;
+    if (b->lens && (status == KVT_OK || status == KVT_ETOOSMALL))
+        b->lens[k] = len;
+}
+
+/* Enters tier i for a batch and gathers the missing keys; false when it is not active. */
+static bool batch_enter(kvt_store *s, kvt__snap *sn, size_t i, struct batch *b)
+{
+    if (!get_active(s, sn, i) || !kvt__bk_enter(sn->bk[i]))
+        return false;
+    for (size_t j = 0; j < b->m; j++) {
+        size_t k = b->idx[j];
+        b->tkeys[j] = b->keys[k];
+        b->tbufs[j] = b->bufs[k];
+        b->tcaps[j] = b->caps[k];
+        b->tlens[j] = 0;
+        b->objs[j] = NULL;
+        b->sts[j] = KVT_ENOENT;
+    }
+    return true;
+}
+
+/* Counts one batch call's results with the tier's breaker and hit counters: one failure
+ * when the whole call failed (`brc`), else one result per key. */
+static void batch_count(kvt__bk *bk, struct batch *b, int brc)
+{
+    if (brc != KVT_OK) {
+        for (size_t j = 0; j < b->m; j++)
+            b->sts[j] = KVT_EIO;
+        kvt__bk_result(bk, brc);
+    }
+    for (size_t j = 0; j < b->m; j++) {
+        bool hit = b->sts[j] == KVT_OK || b->sts[j] == KVT_ETOOSMALL;
+        if (brc == KVT_OK)
+            kvt__bk_result(bk, b->sts[j]);
+        if (b->sts[j] != KVT_ENOMEM)
+            atomic_fetch_add(hit ? &bk->hits : &bk->misses, 1);
+    }
+}
+
+/* Reads nobody keeps, straight into the caller's buffers (the batched_get_into slot). */
+static void batch_into_tier(kvt__snap *sn, size_t i, struct batch *b)
 {
     kvt__bk *bk = sn->bk[i];
-    if (!get_active(s, sn, i) || !kvt__bk_enter(bk))
-        return;
-    for (size_t j = 0; j < m; j++) {
-        tmp[j] = keys[idx[j]];
-        objs[j] = NULL;
-        sts[j] = KVT_ENOENT;
-    }
-    int brc = bk->ops->batched_get(bk->state, m, tmp, objs, sts);
-    if (brc != KVT_OK)
-        for (size_t j = 0; j < m; j++)
-            sts[j] = KVT_EIO;
+    int brc = bk->ops->batched_get_into(bk->state, b->m, b->tkeys, b->tbufs, b->tcaps, b->tlens,
+                                        b->sts);
     kvt__bk_leave(bk);
-    if (brc != KVT_OK) /* one failure, not m */
-        kvt__bk_result(bk, brc);
-    for (size_t j = 0; brc == KVT_OK && j < m; j++)
-        kvt__bk_result(bk, sts[j]);
-    for (size_t j = 0; j < m; j++) {
-        size_t k = idx[j];
-        struct into in = {bufs[k], caps[k], 0, false};
-        kvt_obj *obj = sts[j] == KVT_OK ? objs[j] : NULL;
-        if (sts[j] != KVT_OK && objs[j])
-            kvt_obj_release(objs[j]);
+    batch_count(bk, b, brc);
+    for (size_t j = 0; j < b->m; j++)
+        if (b->sts[j] == KVT_OK || b->sts[j] == KVT_ETOOSMALL)
+            batch_set(b, b->idx[j], b->sts[j], b->tlens[j]);
+}
+
+/* Reads staged in pool objects (the batched_get slot): hits are promoted and copied out;
+ * a read the CPU tier has no room for is redone alone through tier_get(). */
+static void batch_objs_tier(kvt_store *s, kvt__snap *sn, size_t i, uint64_t gen, struct batch *b)
+{
+    kvt__bk *bk = sn->bk[i];
+    int brc = bk->ops->batched_get(bk->state, b->m, b->tkeys, b->objs, b->sts);
+    kvt__bk_leave(bk);
+    batch_count(bk, b, brc);
+    for (size_t j = 0; j < b->m; j++) {
+        size_t k = b->idx[j];
+        struct into in = {b->bufs[k], b->caps[k], 0, false};
+        kvt_obj *obj = b->sts[j] == KVT_OK ? b->objs[j] : NULL;
+        if (!obj && b->objs[j])
+            kvt_obj_release(b->objs[j]);
         if (obj) {
-            atomic_fetch_add(&bk->hits, 1);
             atomic_store(&obj->readonly, true);
             if (!bk->is_cpu)
-                promote(s, sn, &keys[k], obj, gen);
-        } else if (sts[j] == KVT_ENOMEM) {
-            /* the CPU tier had no room to stage it: read this one alone, into the buffer */
+                promote(s, sn, &b->keys[k], obj, gen);
+            int rc = deliver(&in, obj, KVT_OK);
+            batch_set(b, k, rc, in.len);
+        } else if (b->sts[j] == KVT_ENOMEM) {
             kvt_obj *one = NULL;
-            int rc = tier_get(s, sn, i, &keys[k], gen, &one, &in);
-            if (one || in.direct)
-                statuses[k] = deliver(&in, one, rc);
-        } else {
-            atomic_fetch_add(&bk->misses, 1);
+            int rc = tier_get(s, sn, i, &b->keys[k], gen, &one, &in);
+            if (one || in.direct) {
+                rc = deliver(&in, one, rc);
+                batch_set(b, k, rc, in.len);
+            }
         }
-        if (obj)
-            statuses[k] = deliver(&in, obj, KVT_OK);
-        if (lens && (statuses[k] == KVT_OK || statuses[k] == KVT_ETOOSMALL))
-            lens[k] = in.len;
+    }
+}
+
+/* No batch slot: one by one, in this tier only. */
+static void batch_each_tier(kvt_store *s, kvt__snap *sn, size_t i, uint64_t gen, struct batch *b)
+{
+    for (size_t j = 0; j < b->m; j++) {
+        size_t k = b->idx[j];
+        struct into in = {b->bufs[k], b->caps[k], 0, false};
+        kvt_obj *obj = NULL;
+        int rc = tier_get(s, sn, i, &b->keys[k], gen, &obj, &in);
+        if (obj || in.direct) {
+            rc = deliver(&in, obj, rc);
+            batch_set(b, k, rc, in.len);
+        }
     }
 }
 
 int kvt_batched_get_into(kvt_store *s, size_t n, const kvt_key keys[], void *const bufs[],
                          const size_t caps[], size_t lens[], int statuses[], size_t *hits)
 {
-    size_t nhit = 0, m;
+    struct batch b = {keys, bufs, caps, lens, statuses, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    size_t nhit = 0;
     if (hits)
         *hits = 0;
     NEED(s && (!n || (keys && bufs && caps && statuses)), "kvt_batched_get_into",
          "store, keys, bufs, caps or statuses is NULL");
-    if (n > SIZE_MAX / (sizeof(kvt_key) + sizeof(size_t) + sizeof(kvt_obj *) + sizeof(int)))
-        return kvt__fail(KVT_EINVAL, "kvt_batched_get_into: %zu keys is too many", n);
-    size_t *idx = malloc(n * sizeof *idx + 1);
-    kvt_key *tmp = malloc(n * sizeof *tmp + 1);
-    kvt_obj **objs = malloc(n * sizeof *objs + 1);
-    int *sts = malloc(n * sizeof *sts + 1);
-    int rc = idx && tmp && objs && sts ? KVT_OK : kvt__fail(KVT_ENOMEM, "cannot allocate a batch");
+    int rc = batch_alloc(&b, n);
     for (size_t k = 0; k < n; k++)
         statuses[k] = bufs[k] ? KVT_ENOENT : KVT_EINVAL;
     atomic_fetch_add(&s->st.retrieve_requests, n);
     uint64_t gen = atomic_load(&s->inval_gen);
     kvt__snap *sn = kvt__snap_get(s);
     for (size_t i = 0; rc == KVT_OK && i < sn->n; i++) {
-        m = 0;
+        const struct kvt_backend_ops *ops = sn->bk[i]->ops;
+        b.m = 0;
         for (size_t k = 0; k < n; k++)
             if (statuses[k] == KVT_ENOENT)
-                idx[m++] = k;
-        if (m == 0)
+                b.idx[b.m++] = k;
+        if (b.m == 0)
             break;
-        if (KVT_BACKEND_OPS_HAS(sn->bk[i]->ops, batched_get)) {
-            batch_tier(s, sn, i, gen, keys, bufs, caps, lens, statuses, idx, m, tmp, objs, sts);
+        bool into = KVT_BACKEND_OPS_HAS(ops, batched_get_into) && !sn->bk[i]->is_cpu &&
+                    !cpu_keeps_reads(sn);
+        if (!into && !KVT_BACKEND_OPS_HAS(ops, batched_get))
+            batch_each_tier(s, sn, i, gen, &b);
+        else if (!batch_enter(s, sn, i, &b))
             continue;
-        }
-        for (size_t j = 0; j < m; j++) { /* no batch slot: one by one, in this tier only */
-            size_t k = idx[j];
-            struct into in = {bufs[k], caps[k], 0, false};
-            kvt_obj *obj = NULL;
-            int r = tier_get(s, sn, i, &keys[k], gen, &obj, &in);
-            if (obj || in.direct) {
-                statuses[k] = deliver(&in, obj, r);
-                if (lens)
-                    lens[k] = in.len;
-            }
-        }
+        else if (into) /* both leave the tier batch_enter entered */
+            batch_into_tier(sn, i, &b);
+        else
+            batch_objs_tier(s, sn, i, gen, &b);
     }
     kvt__snap_put(sn);
     for (size_t k = 0; rc == KVT_OK && k < n; k++)
@@ -858,10 +944,7 @@ int kvt_batched_get_into(kvt_store *s, size_t n, const kvt_key keys[], void *con
     atomic_fetch_add(&s->st.retrieved_tokens, nhit * s->chunk_size);
     if (hits)
         *hits = nhit;
-    free(idx);
-    free(tmp);
-    free(objs);
-    free(sts);
+    batch_free(&b);
     return rc;
 }
 

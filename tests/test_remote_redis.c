@@ -567,6 +567,9 @@ static void switch_fs_to_redis_under_traffic(void **state)
     assert_non_null(mkdtemp(dir));
     snprintf(url, sizeof url, "fs://%s", dir);
     kvt_store *s = open_store(url, 8); /* small CPU tier: reads reach the remote too */
+    /* The close drains what the writers queued (fsynced files): give it time on a slow disk. */
+    const char *ck[] = {"backend_close_timeout_ms"}, *cv[] = {"60000"};
+    assert_int_equal(kvt_store_conf_update(s, 1, ck, cv, NULL), KVT_OK);
     struct traffic t[4];
     pthread_t th[4];
     for (unsigned i = 0; i < 4; i++) {

@@ -448,6 +448,20 @@ static void unkept_reads_go_straight_into_the_buffer(void **state)
     assert_int_equal(atomic_load(&tk_b.gets), gets); /* get() was not asked */
     assert_int_equal(kvt_get_into(s, &k, got, 10, &len), KVT_ETOOSMALL);
     assert_int_equal(len, LEN);
+    /* A batch of such reads: one batched_get_into call, no staging. */
+    kvt_key keys[2] = {tk_key(1), tk_key(2)};
+    static unsigned char b0[LEN], b1[LEN];
+    void *ptrs[2] = {b0, b1};
+    size_t caps[2] = {LEN, LEN}, lens[2] = {0, 0}, hits = 0;
+    int sts[2];
+    assert_int_equal(kvt_batched_get_into(s, 2, keys, ptrs, caps, lens, sts, &hits), KVT_OK);
+    assert_int_equal(hits, 1);
+    assert_int_equal(sts[0], KVT_OK);
+    assert_int_equal(lens[0], LEN);
+    assert_memory_equal(b0, want, LEN);
+    assert_int_equal(sts[1], KVT_ENOENT);
+    assert_int_equal(atomic_load(&tk_b.batched_get_into_calls), 1);
+    assert_int_equal(atomic_load(&tk_b.batched_get_calls), 0);
     kvt_store_stats st;
     assert_int_equal(kvt_store_get_stats(s, &st), KVT_OK);
     assert_int_equal(st.promotions, 0);
@@ -528,6 +542,10 @@ static void v1_table_never_gets_v2_slots_called(void **state)
     assert_int_equal(hits, 2);
     assert_int_equal(atomic_load(&tk_b.batched_get_calls), 0);
     assert_int_equal(atomic_load(&tk_b.get_into_calls), 0);
+    assert_int_equal(kvt_backend_set_bypass(s, "LocalCPUBackend", true, NULL), KVT_OK);
+    assert_int_equal(kvt_batched_get_into(s, 2, keys, ptrs, caps, NULL, sts, &hits), KVT_OK);
+    assert_int_equal(hits, 2);
+    assert_int_equal(atomic_load(&tk_b.batched_get_into_calls), 0); /* past its struct_size */
     kvt_store_close(s);
 }
 

@@ -174,6 +174,20 @@ static int tk_batched_get(void *state, size_t n, const kvt_key *keys, kvt_obj **
     return KVT_OK;
 }
 
+static int tk_get_into(void *state, const kvt_key *key, void *buf, size_t cap, size_t *len);
+
+/* ABI v4: a batch straight into caller buffers (TestTierB only). */
+static int tk_batched_get_into(void *state, size_t n, const kvt_key *keys, void *const *bufs,
+                               const size_t *caps, size_t *lens, int *sts)
+{
+    struct tk_inst *in = state;
+    atomic_fetch_add(&in->w->batched_get_into_calls, 1);
+    atomic_fetch_sub(&in->w->get_into_calls, (long)n); /* tk_get_into counts singles */
+    for (size_t i = 0; i < n; i++)
+        sts[i] = tk_get_into(state, &keys[i], bufs[i], caps[i], &lens[i]);
+    return KVT_OK;
+}
+
 static int tk_get_into(void *state, const kvt_key *key, void *buf, size_t cap, size_t *len)
 {
     struct tk_inst *in = state;
@@ -289,6 +303,7 @@ const struct kvt_backend_ops tk_b_ops = {
     .stats = NULL,
     .batched_get = tk_batched_get,
     .get_into = tk_get_into,
+    .batched_get_into = tk_batched_get_into,
 };
 
 static void reg(void)
@@ -324,6 +339,7 @@ void tk_reset(struct tk_world *w)
     atomic_store(&w->count_prefix_calls, 0);
     atomic_store(&w->batched_get_calls, 0);
     atomic_store(&w->get_into_calls, 0);
+    atomic_store(&w->batched_get_into_calls, 0);
     atomic_store(&w->get_returns_null, false);
     atomic_store(&w->fail_io, 0);
     tk_gate(w, true, false);

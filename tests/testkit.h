@@ -4,7 +4,8 @@
  * instances (like a remote store or files on disk), so tests can see what reached a tier
  * across close/create/recreate. Reads allocate through kvt_backend_alloc(), i.e. from
  * the CPU tier's pool, so both types declare KVT_BACKEND_USES_CPU_BUFFERS. TestTierB also
- * fills the ABI v2 slots (batched_get, get_into); TestTierA is a v1-style table. */
+ * fills the ABI v2 and v4 slots (batched_get, get_into, batched_get_into); TestTierA is a
+ * v1-style table. */
 #ifndef KVTIER_TESTKIT_H
 #define KVTIER_TESTKIT_H
 
@@ -22,7 +23,7 @@ struct tk_world {
     atomic_uint put_delay_us;    /* slow writes keep queues non-empty */
     atomic_long live, created, destroyed;
     atomic_long puts, gets, contains_calls, count_prefix_calls;
-    atomic_long batched_get_calls, get_into_calls;
+    atomic_long batched_get_calls, get_into_calls, batched_get_into_calls;
     atomic_bool get_returns_null; /* get() says KVT_OK without an object (a buggy tier) */
     atomic_int fail_io;           /* put/get/contains fail with this status (0: work) */
     /* Gates: while closed, put() (before storing) and get() (after reading, before

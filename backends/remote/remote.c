@@ -269,36 +269,76 @@ static int rmt_get_into(void *state, const kvt_key *key, void *buf, size_t cap, 
     return rc;
 }
 
+/* One pipelined read of `n` keys, keys[i] into sinks[i]; statuses[i] per key, all set to
+ * the batch's failure when it failed as a whole. */
+static int get_batch(struct rmt *r, size_t n, const kvt_key *keys, struct kvt__rmt_sink **sinks,
+                     int *statuses)
+{
+    struct rkey *k = malloc(n * sizeof *k + 1);
+    struct kvt__rmt_item *items = malloc(n * sizeof *items + 1);
+    int rc = k && items ? KVT_OK : kvt__fail(KVT_ENOMEM, "cannot allocate a batch");
+    for (size_t i = 0; rc == KVT_OK && i < n; i++) {
+        rc = rkey_init(&k[i], &keys[i], sinks[i]);
+        items[i] = k[i].it;
+    }
+    if (rc == KVT_OK)
+        rc = r->c->get_many(r->conn, n, items, statuses);
+    for (size_t i = 0; rc != KVT_OK && i < n; i++)
+        statuses[i] = rc;
+    free(k);
+    free(items);
+    return rc;
+}
+
 static int rmt_batched_get(void *state, size_t n, const kvt_key *keys, kvt_obj **outs,
                            int *statuses)
 {
     struct rmt *r = state;
-    struct rkey *k = malloc(n * sizeof *k + 1);
     struct obj_sink *sinks = malloc(n * sizeof *sinks + 1);
-    struct kvt__rmt_item *items = malloc(n * sizeof *items + 1);
-    size_t ready = 0; /* sinks initialised */
-    int rc = k && sinks && items ? KVT_OK : kvt__fail(KVT_ENOMEM, "cannot allocate a batch");
-    for (; rc == KVT_OK && ready < n; ready++) {
-        sinks[ready] = (struct obj_sink){{obj_reserve}, r->env, NULL};
-        rc = rkey_init(&k[ready], &keys[ready], &sinks[ready].base);
-        items[ready] = k[ready].it;
+    struct kvt__rmt_sink **ps = malloc(n * sizeof *ps + 1);
+    int rc = sinks && ps ? KVT_OK : kvt__fail(KVT_ENOMEM, "cannot allocate a batch");
+    for (size_t i = 0; rc == KVT_OK && i < n; i++) {
+        sinks[i] = (struct obj_sink){{obj_reserve}, r->env, NULL};
+        ps[i] = &sinks[i].base;
     }
     if (rc == KVT_OK)
-        rc = r->c->get_many(r->conn, n, items, statuses);
+        rc = get_batch(r, n, keys, ps, statuses);
     for (size_t i = 0; i < n; i++) {
         outs[i] = NULL;
-        if (rc != KVT_OK)
+        if (!sinks || !ps)
             statuses[i] = rc;
-        if (i >= ready)
-            continue;
-        if (statuses[i] == KVT_OK)
+        else if (statuses[i] == KVT_OK)
             outs[i] = sinks[i].obj;
         else
             kvt_obj_release(sinks[i].obj);
     }
-    free(k);
     free(sinks);
-    free(items);
+    free(ps);
+    return rc;
+}
+
+/* The same pipeline, each value straight into its caller buffer. */
+static int rmt_batched_get_into(void *state, size_t n, const kvt_key *keys, void *const *bufs,
+                                const size_t *caps, size_t *lens, int *statuses)
+{
+    struct rmt *r = state;
+    struct into_sink *sinks = malloc(n * sizeof *sinks + 1);
+    struct kvt__rmt_sink **ps = malloc(n * sizeof *ps + 1);
+    int rc = sinks && ps ? KVT_OK : kvt__fail(KVT_ENOMEM, "cannot allocate a batch");
+    for (size_t i = 0; rc == KVT_OK && i < n; i++) {
+        sinks[i] = (struct into_sink){{into_reserve}, bufs[i], caps[i], 0};
+        ps[i] = &sinks[i].base;
+    }
+    if (rc == KVT_OK)
+        rc = get_batch(r, n, keys, ps, statuses);
+    for (size_t i = 0; i < n; i++) {
+        if (!sinks || !ps)
+            statuses[i] = rc;
+        else if (statuses[i] == KVT_OK || statuses[i] == KVT_ETOOSMALL)
+            lens[i] = sinks[i].len;
+    }
+    free(sinks);
+    free(ps);
     return rc;
 }
 
@@ -382,6 +422,7 @@ const struct kvt_backend_ops kvt__remote_ops = {
     .unpin = NULL, /* no remote pins: count_prefix(pin = true) claims none */
     .stats = rmt_stats,
     .batched_get = rmt_batched_get,
+    .batched_get_into = rmt_batched_get_into,
     .get_into = rmt_get_into,
     .ping = rmt_ping,
 };

@@ -22,7 +22,7 @@
 extern "C" {
 #endif
 
-#define KVT_BACKEND_ABI_VERSION 3u
+#define KVT_BACKEND_ABI_VERSION 4u
 #define KVT_NAME_MAX 64 /**< backend names, including the NUL */
 
 typedef enum kvt_log_level {
@@ -118,7 +118,15 @@ struct kvt_backend_ops {
      *  breaker may close; without it the breaker probes with a put, a get and a remove of
      *  a scratch key. */
     int (*ping)(void *state);
-    /* ---- ABI version 3 ends here; append only ---- */
+    /* ---- ABI version 3 ends here ---- */
+    /** Optional: reads `n` keys at once straight into caller buffers (bufs[i], caps[i]
+     *  bytes, any alignment); statuses[i] as get_into() gives them, lens[i] the chunk size
+     *  for KVT_OK and KVT_ETOOSMALL. Returns KVT_OK unless the whole batch failed. The store
+     *  uses it for reads no CPU tier would keep (none, bypassed, allocator-only); the
+     *  others go through batched_get() so that hits can be promoted. */
+    int (*batched_get_into)(void *state, size_t n, const kvt_key *keys, void *const *bufs,
+                            const size_t *caps, size_t *lens, int *statuses);
+    /* ---- ABI version 4 ends here; append only ---- */
 };
 
 /** True when `ops` was built with slot `slot` and fills it. */
