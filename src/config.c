@@ -108,7 +108,7 @@ static const struct conf_desc conf_table[] = {
       "when unset, an explicit extra_config.use_odirect decides."),
     I("local_disk_queue_depth", "32", ENV("LOCAL_DISK_QUEUE_DEPTH"), 0, 1, 4096,
       "kvtier: LocalDisk I/O requests in flight per batch (io_uring queue depth)."),
-    I("local_disk_request_kib", "512", ENV("LOCAL_DISK_REQUEST_KIB"), 0, 4, 65536,
+    I("local_disk_request_kib", "2048", ENV("LOCAL_DISK_REQUEST_KIB"), 0, 4, 65536,
       "kvtier: KiB per LocalDisk I/O request (rounded up to 4 KiB); a chunk is split into "
       "requests so the device sees the queue depth."),
     B("local_disk_fsync", "false", ENV("LOCAL_DISK_FSYNC"), 0, NULL,

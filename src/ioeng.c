@@ -60,6 +60,7 @@ static struct req *split(const kvt__ioeng *e, kvt__io *ios, size_t n, size_t *nr
     size_t total = 0, k = 0;
     for (size_t i = 0; i < n; i++) {
         ios[i].res = KVT_OK;
+        ios[i].missing = 0;
         total += ios[i].len ? (ios[i].len + e->o.req_size - 1) / e->o.req_size : 0;
     }
     struct req *r = malloc((total ? total : 1) * sizeof *r);
@@ -91,6 +92,10 @@ static bool settle(kvt__io *io, struct req *r, long res)
     if (res < 0) {
         if (io->res == KVT_OK)
             io->res = (int)res;
+        return true;
+    }
+    if (res == 0 && io->eof_ok && !io->write) { /* the rest lies past the end of the file */
+        io->missing += r->left;
         return true;
     }
     if (res == 0) { /* EOF on a read; a write that moved nothing */

@@ -40,7 +40,10 @@ struct kvt__ioeng_opts {
 };
 
 /* One transfer. `res` is set by kvt__ioeng_run: KVT_OK when all `len` bytes moved,
- * KVT_ECORRUPT when a read hit end of file first, else a kvt_status (-errno). */
+ * KVT_ECORRUPT when a read hit end of file first (unless `eof_ok`), else a kvt_status
+ * (-errno). With `eof_ok`, a read that meets end of file is KVT_OK and `missing` says how
+ * many of its `len` bytes lay past it (the last page of a file whose size is not a
+ * multiple of 4096, read whole with O_DIRECT). */
 typedef struct kvt__io {
     int fd;
     bool write;
@@ -48,6 +51,8 @@ typedef struct kvt__io {
     size_t len;
     uint64_t off;
     int res;
+    bool eof_ok;
+    size_t missing;
 } kvt__io;
 
 /* KVT_OK with `*out`; falls back to pread mode (KVT_OK) when io_uring is refused. */

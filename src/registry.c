@@ -46,7 +46,7 @@ struct tier_type {
 static const struct tier_type builtins[] = {
     {"LocalCPUBackend", NULL, &kvt__local_cpu_ops},
     {"LocalDiskBackend", disk_wanted, &kvt__local_disk_ops},
-    {"GdsBackend", gds_wanted, NULL},
+    {"GdsBackend", gds_wanted, &kvt__gds_ops},
     {"RemoteBackend", remote_wanted, &kvt__remote_ops},
 };
 

@@ -143,6 +143,8 @@ void kvt__bk_flush_log(kvt__bk *bk);
 extern const struct kvt_backend_ops kvt__local_cpu_ops;
 /* The built-in disk tier (backends/local_disk). */
 extern const struct kvt_backend_ops kvt__local_disk_ops;
+/* GdsBackend (backends/gds): LMCache's GDS files, cuFile loaded at run time or compat. */
+extern const struct kvt_backend_ops kvt__gds_ops;
 /* RemoteBackend (backends/remote): fs://, redis://, unix:// connectors. */
 extern const struct kvt_backend_ops kvt__remote_ops;
 int kvt__local_cpu_alloc(void *state, size_t size, const kvt_chunk_meta *meta, kvt_obj **out);

@@ -404,12 +404,18 @@ static void cap_under_churn(void **state)
     for (uint64_t h = 1; h <= 150; h++) {
         put_h(s, h);
         kvt_backend_stats st = disk_stats(s);
-        uint64_t bytes;
+        assert_true(st.bytes_used <= cap); /* the tier's count, while writes run */
+        if (h % 5)
+            continue;
+        /* The files themselves, between writes: two directory passes while the writer
+         * evicts and creates (preallocated, full-size) temp files could count one file
+         * evicted after the first pass and a new one in the second. */
+        flush(s);
+        uint64_t bytes, tmpb;
         count_files(dir, ".pt", &bytes);
-        uint64_t tmpb;
         count_files(dir, NULL, &tmpb);
-        assert_true(st.bytes_used <= cap);
         assert_true(bytes + tmpb <= cap);
+        assert_int_equal(bytes, disk_stats(s).bytes_used);
     }
     flush(s);
     kvt_backend_stats st = disk_stats(s);
@@ -505,8 +511,16 @@ static void full_filesystem(void **state)
     uint64_t bytes;
     assert_int_equal(count_files(dir, ".pt", &bytes), st.objects);
     assert_int_equal(bytes, st.bytes_used);
-    for (uint64_t h = 1; h <= st.objects; h++) /* what was stored is whole */
-        assert_int_equal(get_h(s, h), KVT_OK);
+    /* What was stored is whole (get_h checks the bytes). Not necessarily 1..objects: with
+     * files preallocated, a put refused at its fallocate may be followed by one that fits. */
+    uint64_t whole = 0;
+    bool was;
+    assert_int_equal(kvt_backend_set_bypass(s, "LocalCPUBackend", true, &was), KVT_OK);
+    for (uint64_t h = 1; h <= 80; h++)
+        whole += get_h(s, h) == KVT_OK;
+    assert_int_equal(kvt_backend_set_bypass(s, "LocalCPUBackend", false, &was), KVT_OK);
+    assert_int_equal(whole, st.objects);
+    assert_int_equal(counters(s).corrupt, 0);
     /* space returns: puts work again */
     for (uint64_t h = 1; h <= 20; h++) {
         kvt_key k = tk_key(h);

@@ -1,16 +1,22 @@
-/* bench_disk: LocalDiskBackend against fio on the same filesystem, in the same run.
+/* bench_disk: LocalDiskBackend against fio and a raw io_uring loop on the same
+ * filesystem, in the same run (bench_gds.c builds this file for GdsBackend in compat mode).
  *
- * For 14 and 32 MiB chunks, interleaved trials of: fio at the tier's request size and
- * queue depth (O_DIRECT, io_uring) writing then reading B chunks' worth; kvtier putting B
- * chunks (zero-copy kvt_put_obj + kvt_flush); kvt_get_into of each (CPU tier too small to
- * stage: the get_into slot reads straight into the caller's buffer); kvt_batched_get_into
- * of all B (CPU tier bypassed: one batch through the pool). Medians printed as
- *   disk_put_ratio_14MiB=0.93 min=.. max=..
+ * For 14 and 32 MiB chunks, interleaved trials of:
+ * - fio at the tier's request size and queue depth (O_DIRECT, io_uring) writing then
+ *   reading B chunks' worth in one laid-out file (what fio measures);
+ * - the raw loop: O_DIRECT io_uring at the same request size and depth doing what the
+ *   tier does per chunk: create a file, lay it out (fallocate), write a 4096-byte header
+ *   and the chunk, close, rename; then open each and read it back (the equivalent baseline);
+ * - kvtier putting B chunks (zero-copy kvt_put_obj + kvt_flush); kvt_get_into of each
+ *   (CPU tier too small to stage: the get_into slot reads straight into the caller's
+ *   buffer); kvt_batched_get_into of all B (CPU tier bypassed: one batch through the pool).
+ * Medians printed as
+ *   disk_put_ratio_14MiB=0.93 min=.. max=..      (vs the raw loop; *_fio_ratio_* vs fio)
  * plus the best fio configuration found (the device ceiling) and the re-index time of
  * 10,000 and 100,000 files (page cache dropped first when we may).
  *
- * Usage: bench_disk [--quick] [--dir DIR] [--trials N]. --quick is the ctest smoke run:
- * small chunks, one trial, no fio, 300-file re-index. */
+ * Usage: bench_disk [--quick] [--dir DIR] [--trials N] [--request-kib N] [--no-reindex].
+ * --quick is the ctest smoke run: small chunks, one trial, no fio, 300-file re-index. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
@@ -21,14 +27,28 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <liburing.h>
+
 #include <kvtier/kvtier.h>
+
+#ifdef BENCH_GDS
+#define TIER "GdsBackend"
+#define PFX "gds"
+#define DIR_KEY "gds_path"
+#define CAP_KEY "max_gds_size"
+#else
+#define TIER "LocalDiskBackend"
+#define PFX "disk"
+#define DIR_KEY "local_disk"
+#define CAP_KEY "max_local_disk_size"
+#endif
 
 #define MiB (1024.0 * 1024.0)
 
-static bool quick;
-static char dir[512] = "/tmp/kvt-bench-disk";
+static bool quick, no_reindex;
+static char dir[512] = "/tmp/kvt-bench-" PFX;
 static int trials = 15;
-static const int depth = 32, req_kib = 512;
+static int depth = 32, req_kib = 0; /* 0: the tier's default request size */
 static double ceiling_mibps;
 
 static double now_s(void)
@@ -70,12 +90,12 @@ static kvt_store *open_store(const char *sub, double cpu_gib, double disk_gib)
     if (rc == KVT_OK)
         rc = kvt_config_set_float(cfg, "max_local_cpu_size", cpu_gib);
     if (rc == KVT_OK)
-        rc = kvt_config_set(cfg, "local_disk", path);
+        rc = kvt_config_set(cfg, DIR_KEY, path);
     if (rc == KVT_OK)
-        rc = kvt_config_set_float(cfg, "max_local_disk_size", disk_gib);
+        rc = kvt_config_set_float(cfg, CAP_KEY, disk_gib);
     if (rc == KVT_OK)
         rc = kvt_config_set_int(cfg, "local_disk_queue_depth", depth);
-    if (rc == KVT_OK)
+    if (rc == KVT_OK && req_kib)
         rc = kvt_config_set_int(cfg, "local_disk_request_kib", req_kib);
     if (rc == KVT_OK)
         rc = kvt_config_set_int(cfg, "write_queue_timeout_ms", 60000);
@@ -119,12 +139,91 @@ static double fio(const char *rw, size_t bytes, int bs_kib, int iodepth)
     return bw;
 }
 
+/* The raw baseline: per chunk, what the tier's I/O is, without the tier. `write`: create
+ * `{dir}/raw/.c{i}.tmp`, write a header page and the chunk, close, rename to `c{i}`;
+ * else open each `c{i}` and read the chunk. All chunks' requests (req_kib each) go through
+ * one ring, `depth` in flight. Returns MiB/s of payload. */
+static double raw_loop(bool write, void **bufs, size_t chunk, int batch)
+{
+    char d[600], p[700], q[700];
+    struct io_uring ring;
+    size_t req = (size_t)req_kib * 1024, per = (chunk + req - 1) / req + (write ? 1 : 0);
+    size_t total = per * (size_t)batch, next = 0, done = 0;
+    int *fds = calloc((size_t)batch, sizeof *fds), inflight = 0;
+    static unsigned char *hdr;
+    if (!hdr && posix_memalign((void **)&hdr, 4096, 4096) == 0)
+        memset(hdr, ' ', 4096);
+    snprintf(d, sizeof d, "%s/raw", dir);
+    mkdir(d, 0755);
+    if (io_uring_queue_init((unsigned)depth, &ring, 0) != 0)
+        return 0;
+    double t0 = now_s();
+    for (int i = 0; i < batch; i++) {
+        snprintf(p, sizeof p, write ? "%s/.c%d.tmp" : "%s/c%d", d, i);
+        fds[i] = open(p, write ? O_WRONLY | O_CREAT | O_TRUNC | O_DIRECT : O_RDONLY | O_DIRECT, 0644);
+        if (fds[i] < 0)
+            die("raw open", KVT_EIO);
+        if (write) /* laid out first, as the tiers do (and fio's file is) */
+            fallocate(fds[i], 0, 0, (off_t)(4096 + (chunk + 4095) / 4096 * 4096));
+    }
+    while (done < total) {
+        while (next < total && inflight < depth) {
+            size_t c = next / per, k = next % per;
+            struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+            if (write && k == per - 1)
+                io_uring_prep_write(sqe, fds[c], hdr, 4096, 0);
+            else {
+                size_t off = k * req, len = chunk - off < req ? chunk - off : req;
+                if (write)
+                    io_uring_prep_write(sqe, fds[c], (char *)bufs[c] + off, (unsigned)len, 4096 + off);
+                else
+                    io_uring_prep_read(sqe, fds[c], (char *)bufs[c] + off, (unsigned)len, 4096 + off);
+            }
+            next++;
+            inflight++;
+        }
+        io_uring_submit_and_wait(&ring, 1);
+        struct io_uring_cqe *cqe;
+        while (io_uring_peek_cqe(&ring, &cqe) == 0) {
+            if (cqe->res < 0)
+                die("raw io", cqe->res);
+            io_uring_cqe_seen(&ring, cqe);
+            inflight--;
+            done++;
+        }
+    }
+    for (int i = 0; i < batch; i++) {
+        close(fds[i]);
+        if (write) {
+            snprintf(p, sizeof p, "%s/.c%d.tmp", d, i);
+            snprintf(q, sizeof q, "%s/c%d", d, i);
+            rename(p, q);
+        }
+    }
+    double mibps = (double)chunk * batch / MiB / (now_s() - t0);
+    io_uring_queue_exit(&ring);
+    free(fds);
+    return mibps;
+}
+
+/* Prints the median, min and max of a[t] / b[t] as `{what}_{mib}MiB=..`. */
+static void ratios(const char *what, int mib, const double *a, const double *b, int n)
+{
+    double r[64];
+    char name[96];
+    for (int t = 0; t < n; t++)
+        r[t] = a[t] / b[t];
+    snprintf(name, sizeof name, "%s_%dMiB", what, mib);
+    report(name, r, n);
+}
+
 static void bench_chunk(size_t chunk, int batch)
 {
     int n = quick ? 1 : trials;
     double *put = calloc((size_t)n, sizeof *put), *get = calloc((size_t)n, sizeof *get),
            *bat = calloc((size_t)n, sizeof *bat), *fw = calloc((size_t)n, sizeof *fw),
-           *fr = calloc((size_t)n, sizeof *fr);
+           *fr = calloc((size_t)n, sizeof *fr), *rw = calloc((size_t)n, sizeof *rw),
+           *rr = calloc((size_t)n, sizeof *rr);
     void **bufs = calloc((size_t)batch, sizeof *bufs);
     size_t *caps = calloc((size_t)batch, sizeof *caps), *lens = calloc((size_t)batch, sizeof *lens);
     int *sts = calloc((size_t)batch, sizeof *sts);
@@ -140,6 +239,8 @@ static void bench_chunk(size_t chunk, int batch)
             fw[t] = fio("write", chunk * (size_t)batch, req_kib, depth);
             fr[t] = fio("read", chunk * (size_t)batch, req_kib, depth);
         }
+        rw[t] = raw_loop(true, bufs, chunk, batch);
+        rr[t] = raw_loop(false, bufs, chunk, batch);
         /* put: a store whose CPU tier stages the batch */
         kvt_store *s = open_store("tier", (double)chunk * (batch + 2) / (MiB * 1024), 64);
         double t0 = now_s();
@@ -161,6 +262,11 @@ static void bench_chunk(size_t chunk, int batch)
         /* batched get: CPU tier bypassed, one batch */
         bool was;
         kvt_backend_set_bypass(s, "LocalCPUBackend", true, &was);
+        if (t == 0) {
+            kvt_backend_stats st;
+            kvt_backend_get_stats(s, TIER, &st);
+            printf("# %s mode=%s\n", TIER, st.mode);
+        }
         size_t hits = 0;
         t0 = now_s();
         rc = kvt_batched_get_into(s, (size_t)batch, keys, bufs, caps, lens, sts, &hits);
@@ -183,30 +289,28 @@ static void bench_chunk(size_t chunk, int batch)
     }
     char name[96];
     int mib = (int)(chunk / (1024 * 1024));
+    ratios(PFX "_put_ratio", mib, put, rw, n);
+    ratios(PFX "_get_into_ratio", mib, get, rr, n);
+    ratios(PFX "_batched_get_ratio", mib, bat, rr, n);
     if (!quick && fw[0] > 0) {
-        double r[64];
-        for (int t = 0; t < n; t++)
-            r[t] = put[t] / fw[t];
-        snprintf(name, sizeof name, "disk_put_ratio_%dMiB", mib);
-        report(name, r, n);
-        for (int t = 0; t < n; t++)
-            r[t] = get[t] / fr[t];
-        snprintf(name, sizeof name, "disk_get_into_ratio_%dMiB", mib);
-        report(name, r, n);
-        for (int t = 0; t < n; t++)
-            r[t] = bat[t] / fr[t];
-        snprintf(name, sizeof name, "disk_batched_get_ratio_%dMiB", mib);
-        report(name, r, n);
-        for (int t = 0; t < n && ceiling_mibps > 0; t++)
-            r[t] = bat[t] / ceiling_mibps;
-        snprintf(name, sizeof name, "disk_batched_get_ceiling_ratio_%dMiB", mib);
-        if (ceiling_mibps > 0)
-            report(name, r, n);
+        ratios(PFX "_put_fio_ratio", mib, put, fw, n);
+        ratios(PFX "_get_into_fio_ratio", mib, get, fr, n);
+        ratios(PFX "_batched_get_fio_ratio", mib, bat, fr, n);
+        if (ceiling_mibps > 0) {
+            double c[64];
+            for (int t = 0; t < n; t++)
+                c[t] = ceiling_mibps;
+            ratios(PFX "_batched_get_ceiling_ratio", mib, bat, c, n);
+        }
         snprintf(name, sizeof name, "fio_write_MiBps_%dMiB_bs%dk_qd%d", mib, req_kib, depth);
         report(name, fw, n);
         snprintf(name, sizeof name, "fio_read_MiBps_%dMiB_bs%dk_qd%d", mib, req_kib, depth);
         report(name, fr, n);
     }
+    snprintf(name, sizeof name, "raw_write_MiBps_%dMiB_bs%dk_qd%d", mib, req_kib, depth);
+    report(name, rw, n);
+    snprintf(name, sizeof name, "raw_read_MiBps_%dMiB_bs%dk_qd%d", mib, req_kib, depth);
+    report(name, rr, n);
     snprintf(name, sizeof name, "kvtier_put_MiBps_%dMiB", mib);
     report(name, put, n);
     snprintf(name, sizeof name, "kvtier_get_into_MiBps_%dMiB", mib);
@@ -217,7 +321,7 @@ static void bench_chunk(size_t chunk, int batch)
     for (int i = 0; i < batch; i++)
         free(bufs[i]);
     free(bufs), free(caps), free(lens), free(sts), free(keys);
-    free(put), free(get), free(bat), free(fw), free(fr);
+    free(put), free(get), free(bat), free(fw), free(fr), free(rw), free(rr);
 }
 
 /* Best read bandwidth over a few fio shapes: the device ceiling. */
@@ -266,8 +370,8 @@ static void reindex(int nfiles)
     s = open_store(sub, 0.25, 64);
     double dt = now_s() - t0;
     kvt_backend_stats st;
-    kvt_backend_get_stats(s, "LocalDiskBackend", &st);
-    printf("disk_reindex_%d_s=%.3f objects=%llu cold_cache=%d\n", nfiles, dt,
+    kvt_backend_get_stats(s, TIER, &st);
+    printf(PFX "_reindex_%d_s=%.3f objects=%llu cold_cache=%d\n", nfiles, dt,
            (unsigned long long)st.objects, cold);
     uint64_t tokens = 0;
     kvt_clear(s, &tokens);
@@ -286,12 +390,25 @@ int main(int argc, char **argv)
             snprintf(dir, sizeof dir, "%s", argv[++i]);
         else if (!strcmp(argv[i], "--trials") && i + 1 < argc)
             trials = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--request-kib") && i + 1 < argc)
+            req_kib = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--no-reindex"))
+            no_reindex = true;
         else {
-            fprintf(stderr, "usage: bench_disk [--quick] [--dir DIR] [--trials N]\n");
+            fprintf(stderr, "usage: bench_" PFX " [--quick] [--dir DIR] [--trials N] "
+                            "[--request-kib N] [--no-reindex]\n");
             return 2;
         }
     }
     trials = trials < 1 ? 1 : trials > 64 ? 64 : trials;
+    if (req_kib <= 0) { /* the tier's default, read from the config table */
+        kvt_config *cfg = NULL;
+        int64_t v = 0;
+        if (kvt_config_new(&cfg) == KVT_OK && kvt_config_get_int(cfg, "local_disk_request_kib", &v) == KVT_OK)
+            req_kib = (int)v;
+        kvt_config_free(cfg);
+    }
+    req_kib = (req_kib + 3) / 4 * 4;
     if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
         perror(dir);
         return 1;
@@ -308,8 +425,10 @@ int main(int argc, char **argv)
         ceiling_mibps = ceiling();
     bench_chunk(14u << 20, 8);
     bench_chunk(32u << 20, 8);
-    reindex(10000);
-    reindex(100000);
+    if (!no_reindex) {
+        reindex(10000);
+        reindex(100000);
+    }
     char f[600];
     snprintf(f, sizeof f, "%s/fio.dat", dir);
     unlink(f);
