@@ -228,15 +228,37 @@ static void round_trip_in(const char *dir, const char *expect_mode)
     }
     assert_int_equal(kvt_batched_get_into(s, N, keys, bufs, caps, lens, sts, &hits), KVT_OK);
     assert_int_equal(hits, N);
-    for (int i = 0; i < N; i++) {
-        unsigned char *want = malloc(LEN);
-        tk_fill(want, LEN, 10 + (uint64_t)i);
-        assert_int_equal(sts[i], KVT_OK);
-        assert_int_equal(lens[i], LEN);
-        assert_memory_equal(bufs[i], want, LEN);
-        free(want);
-        free(bufs[i]);
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < N; i++) {
+            unsigned char *want = malloc(LEN);
+            tk_fill(want, LEN, 10 + (uint64_t)i);
+            assert_int_equal(sts[i], KVT_OK);
+            assert_int_equal(lens[i], LEN);
+            assert_memory_equal(bufs[i], want, LEN);
+            memset(bufs[i], 0, LEN);
+            free(want);
+        }
+        /* With the CPU tier bypassed nothing keeps the reads: the batch goes straight into
+         * the caller's buffers (batched_get_into), unaligned ones included. */
+        assert_int_equal(kvt_backend_set_bypass(s, "LocalCPUBackend", true, NULL), KVT_OK);
+        assert_int_equal(kvt_batched_get_into(s, N, keys, bufs, caps, lens, sts, &hits), KVT_OK);
+        assert_int_equal(hits, N);
     }
+    unsigned char *odd = malloc(LEN + 1);
+    void *one[1] = {odd + 1};
+    size_t short_cap[1] = {LEN - 1};
+    assert_int_equal(kvt_batched_get_into(s, 1, keys, one, short_cap, lens, sts, &hits), KVT_OK);
+    assert_int_equal(sts[0], KVT_ETOOSMALL);
+    assert_int_equal(lens[0], LEN);
+    caps[0] = LEN;
+    assert_int_equal(kvt_batched_get_into(s, 1, keys, one, caps, lens, sts, &hits), KVT_OK);
+    assert_int_equal(sts[0], KVT_OK);
+    tk_fill(bufs[0], LEN, 10);
+    assert_memory_equal(odd + 1, bufs[0], LEN);
+    free(odd);
+    assert_int_equal(kvt_backend_set_bypass(s, "LocalCPUBackend", false, NULL), KVT_OK);
+    for (int i = 0; i < N; i++)
+        free(bufs[i]);
     size_t removed = 0;
     k = tk_key(5);
     assert_int_equal(kvt_remove(s, &k, &removed), KVT_OK);

@@ -675,52 +675,86 @@ int kvt__ft_get_into(void *state, const kvt_key *key, void *buf, size_t cap, siz
     return rc;
 }
 
-/* All `n` reads as one engine batch (one io_uring submission stream at the tier's depth). */
-int kvt__ft_batched_get(void *state, size_t n, const kvt_key *keys, kvt_obj **outs, int *sts)
+/* Where one read of a batch lands: a pool object made for it (`outs`), or the caller's
+ * buffer. Sets sts[i] when it cannot (no room, a short buffer). */
+static void *batch_dest(kvt__ft *ft, const struct lease *l, size_t i, kvt_obj **outs,
+                        void *const *bufs, const size_t *caps, size_t *lens, int *sts,
+                        size_t *cap)
 {
-    kvt__ft *ft = state;
+    const struct kvt__ft_info *in = &l->e->info;
+    if (outs) {
+        sts[i] = kvt_backend_alloc(ft->env, in->payload_len, &in->meta, &outs[i]);
+        *cap = pad4k(in->payload_len);
+        return sts[i] == KVT_OK ? kvt_obj_data_mut(outs[i]) : NULL;
+    }
+    lens[i] = in->payload_len;
+    if (caps[i] < in->payload_len) {
+        sts[i] = KVT_ETOOSMALL;
+        return NULL;
+    }
+    *cap = caps[i];
+    return bufs[i];
+}
+
+/* All `n` reads as one engine batch (one io_uring submission stream at the tier's depth),
+ * into pool objects (`outs`) or straight into the caller's buffers. */
+static int read_batch(kvt__ft *ft, size_t n, const kvt_key *keys, kvt_obj **outs,
+                      void *const *bufs, const size_t *caps, size_t *lens, int *sts)
+{
     size_t m = n ? n : 1, nio = 0;
     struct lease *ls = calloc(m, sizeof *ls);
     kvt__io *io = calloc(3 * m, sizeof *io);
     size_t *first = calloc(m + 1, sizeof *first);
     bool *bad = calloc(m, sizeof *bad);
+    void **dst = calloc(m, sizeof *dst);
     struct pages *pg = NULL;
-    if (!ls || !io || !first || !bad || posix_memalign((void **)&pg, HDR, m * sizeof *pg) != 0) {
-        free(ls), free(io), free(first), free(bad);
+    if (!ls || !io || !first || !bad || !dst ||
+        posix_memalign((void **)&pg, HDR, m * sizeof *pg) != 0) {
+        free(ls), free(io), free(first), free(bad), free(dst);
         return kvt__fail(KVT_ENOMEM, "cannot allocate a %s batch", ft->lay->tier);
     }
     pthread_mutex_lock(&ft->mu);
-    for (size_t i = 0; i < n; i++)
-        sts[i] = lease_get(ft, &keys[i], true, &ls[i]);
+    for (size_t i = 0; i < n; i++) /* unaligned buffers read buffered, unless a runner copies */
+        sts[i] = lease_get(ft, &keys[i], outs || aligned(bufs[i]) || ft->run, &ls[i]);
     pthread_mutex_unlock(&ft->mu);
     for (size_t i = 0; i < n; i++) {
-        outs[i] = NULL;
+        size_t cap = 0;
+        if (outs)
+            outs[i] = NULL;
         first[i] = nio;
-        if (sts[i] != KVT_OK)
-            continue;
-        const struct kvt__ft_info *in = &ls[i].e->info;
-        sts[i] = kvt_backend_alloc(ft->env, in->payload_len, &in->meta, &outs[i]);
-        if (sts[i] == KVT_OK)
-            nio += read_ios(ft, &ls[i], kvt_obj_data_mut(outs[i]), pad4k(in->payload_len), &pg[i],
-                            io + nio);
+        if (sts[i] == KVT_OK &&
+            (dst[i] = batch_dest(ft, &ls[i], i, outs, bufs, caps, lens, sts, &cap)) != NULL)
+            nio += read_ios(ft, &ls[i], dst[i], cap, &pg[i], io + nio);
     }
     first[n] = nio;
-    run(ft, io, nio);
-    for (size_t i = 0; i < n; i++)
-        if (sts[i] == KVT_OK) {
-            sts[i] = read_done(ft, &ls[i], kvt_obj_data_mut(outs[i]), &pg[i], io + first[i],
-                               first[i + 1] - first[i], &bad[i]);
-            if (sts[i] != KVT_OK) {
-                kvt_obj_release(outs[i]);
-                outs[i] = NULL;
-            }
+    run(ft, io, nio); /* each transfer carries its own result */
+    for (size_t i = 0; i < n; i++) {
+        if (!dst[i])
+            continue;
+        sts[i] = read_done(ft, &ls[i], dst[i], &pg[i], io + first[i], first[i + 1] - first[i],
+                           &bad[i]);
+        if (sts[i] != KVT_OK && outs) {
+            kvt_obj_release(outs[i]);
+            outs[i] = NULL;
         }
+    }
     pthread_mutex_lock(&ft->mu);
     for (size_t i = 0; i < n; i++)
         lease_end(ft, &ls[i], bad[i]);
     pthread_mutex_unlock(&ft->mu);
-    free(bad), free(pg), free(ls), free(io), free(first);
+    free(bad), free(pg), free(ls), free(io), free(first), free(dst);
     return KVT_OK;
+}
+
+int kvt__ft_batched_get(void *state, size_t n, const kvt_key *keys, kvt_obj **outs, int *sts)
+{
+    return read_batch(state, n, keys, outs, NULL, NULL, NULL, sts);
+}
+
+int kvt__ft_batched_get_into(void *state, size_t n, const kvt_key *keys, void *const *bufs,
+                             const size_t *caps, size_t *lens, int *sts)
+{
+    return read_batch(state, n, keys, NULL, bufs, caps, lens, sts);
 }
 
 int kvt__ft_contains(void *state, const kvt_key *key)

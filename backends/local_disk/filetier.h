@@ -139,6 +139,8 @@ int kvt__ft_put(void *state, const kvt_key *key, kvt_obj *obj);
 int kvt__ft_get(void *state, const kvt_key *key, kvt_obj **out);
 int kvt__ft_get_into(void *state, const kvt_key *key, void *buf, size_t cap, size_t *len);
 int kvt__ft_batched_get(void *state, size_t n, const kvt_key *keys, kvt_obj **outs, int *sts);
+int kvt__ft_batched_get_into(void *state, size_t n, const kvt_key *keys, void *const *bufs,
+                             const size_t *caps, size_t *lens, int *sts);
 int kvt__ft_contains(void *state, const kvt_key *key);
 int kvt__ft_remove(void *state, const kvt_key *key);
 int kvt__ft_clear(void *state, uint64_t *tokens);
@@ -153,6 +155,7 @@ int kvt__ft_ping(void *state);
     .put = kvt__ft_put, .get = kvt__ft_get,                                                       \
     .contains = kvt__ft_contains, .remove = kvt__ft_remove, .clear = kvt__ft_clear,               \
     .count_prefix = kvt__ft_count_prefix, .unpin = kvt__ft_unpin, .stats = kvt__ft_stats,         \
-    .batched_get = kvt__ft_batched_get, .get_into = kvt__ft_get_into, .ping = kvt__ft_ping
+    .batched_get = kvt__ft_batched_get, .get_into = kvt__ft_get_into, .ping = kvt__ft_ping,     \
+    .batched_get_into = kvt__ft_batched_get_into
 
 #endif
