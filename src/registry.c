@@ -17,37 +17,18 @@
 
 /* ------------------------------------------------------------------ types */
 
-static bool conf_set(const kvt_config *cfg, const char *key)
-{
-    const char *v = NULL;
-    return kvt_config_get_str(cfg, key, &v) == KVT_OK && v && *v;
-}
-
-static bool conf_positive(const kvt_config *cfg, const char *key)
-{
-    double v = 0;
-    return kvt_config_get_float(cfg, key, &v) == KVT_OK && v > 0;
-}
-
-static bool disk_wanted(const kvt_config *cfg)
-{
-    return conf_set(cfg, "local_disk") && conf_positive(cfg, "max_local_disk_size");
-}
-static bool gds_wanted(const kvt_config *cfg) { return conf_set(cfg, "gds_path"); }
-static bool remote_wanted(const kvt_config *cfg) { return conf_set(cfg, "remote_url"); }
-
 struct tier_type {
     const char *name;
-    bool (*wanted)(const kvt_config *cfg); /* rows with ops use ops->wanted */
-    const struct kvt_backend_ops *ops;     /* NULL: not built into this version */
+    bool (*wanted)(const kvt_config *cfg);
+    const struct kvt_backend_ops *ops;
 };
 
-/* Built-in tiers; a NULL ops row is a tier the config may ask for but this build lacks. */
-static const struct tier_type builtins[] = {
-    {"LocalCPUBackend", NULL, &kvt__local_cpu_ops},
-    {"LocalDiskBackend", disk_wanted, &kvt__local_disk_ops},
-    {"GdsBackend", gds_wanted, &kvt__gds_ops},
-    {"RemoteBackend", remote_wanted, &kvt__remote_ops},
+/* The built-in tiers, in LMCache's tier order. */
+static const struct kvt_backend_ops *const builtins[] = {
+    &kvt__local_cpu_ops,
+    &kvt__local_disk_ops,
+    &kvt__gds_ops,
+    &kvt__remote_ops,
 };
 
 #define MAX_TYPES KVT_MAX_BACKENDS
@@ -82,7 +63,7 @@ int kvt_register_backend_type(const struct kvt_backend_ops *ops)
     int rc = KVT_OK;
     pthread_mutex_lock(&types_mu);
     for (size_t i = 0; i < KVT__ARRAY_LEN(builtins); i++)
-        if (strcmp(builtins[i].name, ops->type_name) == 0)
+        if (strcmp(builtins[i]->type_name, ops->type_name) == 0)
             rc = kvt__fail(KVT_EEXIST, "backend type %s is built in", ops->type_name);
     for (size_t i = 0; rc == KVT_OK && i < ncustom; i++)
         if (strcmp(custom_types[i]->type_name, ops->type_name) == 0)
@@ -99,7 +80,7 @@ bool kvt__type_known(const char *name)
 {
     bool known = false;
     for (size_t i = 0; i < KVT__ARRAY_LEN(builtins); i++)
-        known |= strcmp(builtins[i].name, name) == 0;
+        known |= strcmp(builtins[i]->type_name, name) == 0;
     pthread_mutex_lock(&types_mu);
     for (size_t i = 0; i < ncustom; i++)
         known |= strcmp(custom_types[i]->type_name, name) == 0;
@@ -111,11 +92,8 @@ bool kvt__type_known(const char *name)
 static size_t list_types(struct tier_type out[MAX_TYPES])
 {
     size_t n = 0;
-    for (; n < KVT__ARRAY_LEN(builtins); n++) {
-        out[n] = builtins[n];
-        if (out[n].ops)
-            out[n].wanted = out[n].ops->wanted;
-    }
+    for (; n < KVT__ARRAY_LEN(builtins); n++)
+        out[n] = (struct tier_type){builtins[n]->type_name, builtins[n]->wanted, builtins[n]};
     pthread_mutex_lock(&types_mu);
     for (size_t i = 0; i < ncustom; i++, n++)
         out[n] = (struct tier_type){custom_types[i]->type_name, custom_types[i]->wanted,
@@ -597,14 +575,6 @@ static int check_cpu_present(const struct tier_type *t, bool have_cpu)
     return KVT_OK;
 }
 
-static int check_built(const struct tier_type *t)
-{
-    if (!t->ops)
-        return kvt__fail(KVT_ENOTSUP, "the config asks for %s, which this build of kvtier lacks",
-                         t->name);
-    return KVT_OK;
-}
-
 static int check_not_draining(kvt_store *s, const char *name)
 {
     kvt__bk *bk = find_draining(s, name);
@@ -619,9 +589,7 @@ static int check_not_draining(kvt_store *s, const char *name)
 static int make_one(kvt_store *s, const struct tier_type *t, unsigned rank, bool have_cpu,
                     kvt__bk **out)
 {
-    int rc = check_built(t);
-    if (rc == KVT_OK)
-        rc = check_not_draining(s, t->name);
+    int rc = check_not_draining(s, t->name);
     if (rc == KVT_OK)
         rc = check_cpu_present(t, have_cpu);
     if (rc == KVT_OK)
