@@ -27,10 +27,10 @@ call 200 POST '/cache/retrieve?tokens_mock=0,2048'
 expect num_retrieved 2048
 call 200 POST '/cache/store?tokens_mock=2048,4096'
 drained RemoteBackend
-# With the CPU tier bypassed, the chunks come back from redis.
-call 200 PUT '/bypass/add?backend_name=LocalCPUBackend'
+# With the tiers above it bypassed, the chunks come back from redis.
+only_from RemoteBackend LocalCPUBackend LocalDiskBackend GdsBackend
 call 200 POST '/cache/retrieve?tokens_mock=2048,4096'
 expect num_retrieved 2048
-call 200 PUT '/bypass/remove?backend_name=LocalCPUBackend'
+unbypass_all
 echo
 echo "02-remote-fs-to-redis: ok"

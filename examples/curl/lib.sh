@@ -56,6 +56,22 @@ need_backend() {
   fi
 }
 
+# only_from NAME OTHER...: bypass every OTHER tier the server has, so that the next
+# retrieve can only be served by NAME; unbypass_all undoes it.
+only_from() {
+  shift
+  _bypassed=()
+  for b in "$@"; do
+    if has_backend "$b"; then
+      call 200 PUT "/bypass/add?backend_name=$b"
+      _bypassed+=("$b")
+    fi
+  done
+}
+unbypass_all() {
+  for b in ${_bypassed[@]+"${_bypassed[@]}"}; do call 200 PUT "/bypass/remove?backend_name=$b"; done
+}
+
 # drained NAME: wait (5 s at most) until NAME has no write-through queued.
 drained() {
   for _ in $(seq 50); do
