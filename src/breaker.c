@@ -91,6 +91,14 @@ bool kvt__breaker_due(kvt__breaker *b, struct timespec *next)
     return due;
 }
 
+void kvt__breaker_next(kvt__breaker *b, struct timespec *next)
+{
+    pthread_mutex_lock(&b->mu);
+    if (atomic_load(&b->state) == KVT_BREAKER_OPEN && kvt__before(&b->retry_at, next))
+        *next = b->retry_at;
+    pthread_mutex_unlock(&b->mu);
+}
+
 void kvt__breaker_probed(kvt__breaker *b, int status, const char *detail, double ms,
                          const struct kvt__breaker_conf *c)
 {

@@ -47,6 +47,8 @@ bool kvt__breaker_record(kvt__breaker *b, int status, const char *detail,
 /* OPEN and its back-off expired: moves it to HALF_OPEN and returns true (the caller
  * probes). Otherwise false, with `*next` lowered to its retry time when OPEN. */
 bool kvt__breaker_due(kvt__breaker *b, struct timespec *next);
+/* Lowers `*next` to the retry time of an OPEN breaker; changes nothing. */
+void kvt__breaker_next(kvt__breaker *b, struct timespec *next);
 /* The probe's outcome: CLOSED on success, else OPEN with a longer back-off. */
 void kvt__breaker_probed(kvt__breaker *b, int status, const char *detail, double ms,
                          const struct kvt__breaker_conf *c);

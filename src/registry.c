@@ -790,9 +790,9 @@ void kvt__registry_close_all(kvt_store *s)
     mgmt_lock(s);
     kvt__snap *cur = kvt__snap_get(s);
     kvt__snap *empty = snap_build(s, NULL, 0);
-    if (empty)
+    if (empty) /* without it the old snapshot stays published: no caller may run now anyway */
         publish(s, empty);
-    for (size_t i = cur->n; empty && i-- > 0;) {
+    for (size_t i = cur->n; i-- > 0;) {
         begin_close(cur->bk[i]);
         kvt__bk_ref(cur->bk[i]);
         s->draining[s->ndraining++] = cur->bk[i];
@@ -803,9 +803,9 @@ void kvt__registry_close_all(kvt_store *s)
     }
     pthread_mutex_unlock(&s->mgmt);
     kvt__snap_put(cur);
-    struct timespec deadline = kvt__deadline(atomic_load(&s->close_timeout_ms));
     struct timespec never = kvt__deadline(-1);
     for (size_t i = 0; i < n; i++) {
+        struct timespec deadline = kvt__deadline(atomic_load(&s->close_timeout_ms));
         if (wait_closed(bks[i], &deadline) != KVT_OK) {
             kvt__wq_stop(bks[i]->wq, true);
             wait_closed(bks[i], &never);

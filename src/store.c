@@ -136,9 +136,11 @@ static struct kvt__breaker_conf breaker_conf(kvt_store *s)
                                       atomic_load(&s->breaker_backoff_max_ms)};
 }
 
+/* A breaker opened: the health thread must look again, even if it is mid-pass now. */
 static void health_kick(kvt_store *s)
 {
     pthread_mutex_lock(&s->health_mu);
+    s->health_kicked = true;
     pthread_cond_signal(&s->health_cv);
     pthread_mutex_unlock(&s->health_mu);
 }
@@ -207,6 +209,7 @@ static void *health_main(void *arg)
     kvt_store *s = arg;
     pthread_mutex_lock(&s->health_mu);
     while (!s->health_stop) {
+        s->health_kicked = false; /* a kick from now on is seen by this pass or the next */
         pthread_mutex_unlock(&s->health_mu);
         kvt__bk *bks[2 * KVT_MAX_BACKENDS];
         struct timespec next = kvt__deadline(-1);
@@ -217,7 +220,7 @@ static void *health_main(void *arg)
             if (!bk->is_cpu && kvt__breaker_due(&bk->breaker, &next))
                 probe(s, bk);
             if (!bk->is_cpu && !kvt__breaker_allows(&bk->breaker)) {
-                kvt__breaker_due(&bk->breaker, &next); /* lowers next to its retry time */
+                kvt__breaker_next(&bk->breaker, &next);
                 any_open = true;
             }
             kvt__bk_unref(bk);
@@ -225,6 +228,8 @@ static void *health_main(void *arg)
         pthread_mutex_lock(&s->health_mu);
         if (s->health_stop)
             break;
+        if (s->health_kicked)
+            continue;
         if (any_open)
             pthread_cond_timedwait(&s->health_cv, &s->health_mu, &next);
         else
@@ -589,13 +594,31 @@ int kvt_put_obj(kvt_store *s, const kvt_key *key, kvt_obj *obj)
 
 /* ------------------------------------------------------------------ get */
 
+/* The invalidation generation a read starts under, for promote(). While a remove or clear
+ * is in progress it is one that never matches: such a read may find the chunk in a tier the
+ * remove has not reached yet, and must not put it back into one it already cleared. The
+ * generation is read before the count, the reverse of the order invalidate() bumps them. */
+static uint64_t read_gen(kvt_store *s)
+{
+    uint64_t gen = atomic_load(&s->inval_gen);
+    return atomic_load(&s->inval_busy) ? UINT64_MAX : gen;
+}
+
+static bool cpu_bypassed(const kvt__snap *sn)
+{
+    for (size_t i = 0; i < sn->n; i++)
+        if (sn->bk[i] == sn->cpu)
+            return bit(sn->bypass, i);
+    return false;
+}
+
 /* Copies a hit from a lower tier into the CPU tier, unless a remove or clear ran since the
  * read began (`gen`): a removed chunk must not come back. Pool objects (kvt_backend_alloc)
  * are inserted as they are; others are copied. Best effort. */
 static void promote(kvt_store *s, kvt__snap *sn, const kvt_key *key, kvt_obj *obj, uint64_t gen)
 {
     kvt__bk *cpu = sn->cpu;
-    if (!cpu || !kvt__bk_enter(cpu))
+    if (!cpu || cpu_bypassed(sn) || !kvt__bk_enter(cpu)) /* bypassed: it takes no puts */
         return;
     if (kvt__local_cpu_stores(cpu->state) &&
         kvt__local_cpu_promote(cpu->state, key, obj, &s->inval_gen, gen) == KVT_OK)
@@ -628,10 +651,7 @@ static int call_get(kvt__bk *bk, const kvt_key *key, kvt_obj **out)
 static bool cpu_keeps_reads(kvt__snap *sn)
 {
     kvt__bk *cpu = sn->cpu;
-    for (size_t i = 0; cpu && i < sn->n; i++)
-        if (sn->bk[i] == cpu && bit(sn->bypass, i))
-            return false;
-    if (!cpu || !kvt__bk_enter(cpu))
+    if (!cpu || cpu_bypassed(sn) || !kvt__bk_enter(cpu))
         return false;
     bool keeps = kvt__local_cpu_stores(cpu->state);
     kvt__bk_leave(cpu);
@@ -699,7 +719,7 @@ int kvt_get(kvt_store *s, const kvt_key *key, kvt_obj **out)
     *out = NULL;
     NEED(s && key, "kvt_get", "store or key is NULL");
     atomic_fetch_add(&s->st.retrieve_requests, 1);
-    uint64_t gen = atomic_load(&s->inval_gen);
+    uint64_t gen = read_gen(s);
     kvt__snap *sn = kvt__snap_get(s);
     for (size_t i = 0; i < sn->n && !obj; i++)
         tier_get(s, sn, i, key, gen, &obj, NULL);
@@ -744,7 +764,7 @@ int kvt_get_into(kvt_store *s, const kvt_key *key, void *buf, size_t cap, size_t
     struct into in = {buf, cap, 0, false};
     NEED(s && key && buf, "kvt_get_into", "store, key or buffer is NULL");
     atomic_fetch_add(&s->st.retrieve_requests, 1);
-    uint64_t gen = atomic_load(&s->inval_gen);
+    uint64_t gen = read_gen(s);
     kvt__snap *sn = kvt__snap_get(s);
     int rc = get_into_snap(s, sn, key, gen, &in, 0);
     kvt__snap_put(sn);
@@ -916,7 +936,7 @@ int kvt_batched_get_into(kvt_store *s, size_t n, const kvt_key keys[], void *con
     for (size_t k = 0; k < n; k++)
         statuses[k] = bufs[k] ? KVT_ENOENT : KVT_EINVAL;
     atomic_fetch_add(&s->st.retrieve_requests, n);
-    uint64_t gen = atomic_load(&s->inval_gen);
+    uint64_t gen = read_gen(s);
     kvt__snap *sn = kvt__snap_get(s);
     for (size_t i = 0; rc == KVT_OK && i < sn->n; i++) {
         const struct kvt_backend_ops *ops = sn->bk[i]->ops;
@@ -1098,6 +1118,7 @@ static void invalidate(kvt_store *s, const kvt_key *key, void (*fn)(kvt__bk *bk,
                        void *ctx)
 {
     kvt__bk *bks[2 * KVT_MAX_BACKENDS];
+    atomic_fetch_add(&s->inval_busy, 1); /* before the generation: see read_gen() */
     atomic_fetch_add(&s->inval_gen, 1);
     struct timespec deadline = kvt__deadline(atomic_load(&s->wq_timeout_ms));
     size_t n = kvt__open_backends(s, bks);
@@ -1114,6 +1135,7 @@ static void invalidate(kvt_store *s, const kvt_key *key, void (*fn)(kvt__bk *bk,
         }
         kvt__bk_unref(bk);
     }
+    atomic_fetch_sub(&s->inval_busy, 1);
 }
 
 struct remove_ctx {

@@ -87,12 +87,14 @@ struct kvt_store {
     /* Bumped by every remove and clear before it touches a tier: a promotion that read
      * its chunk under an older value does not reinstate it (checked under the CPU lock). */
     atomic_uint_fast64_t inval_gen;
+    atomic_uint inval_busy; /* removes and clears in progress: no promotion starts meanwhile */
     atomic_int_fast64_t wq_timeout_ms, close_timeout_ms; /* runtime-mutable */
     atomic_int_fast64_t breaker_failures, breaker_backoff_ms, breaker_backoff_max_ms;
     atomic_uint_fast64_t conf_version;
     /* The health thread probes tiers whose breaker is open (breaker.h). */
     pthread_t health_thread;
-    bool health_started, health_stop; /* health_stop guarded by health_mu */
+    bool health_started;
+    bool health_stop, health_kicked; /* guarded by health_mu */
     pthread_mutex_t health_mu;
     pthread_cond_t health_cv;
     /* Fixed at open: not runtime-mutable keys. */

@@ -70,6 +70,8 @@ static void *worker(void *arg)
         q->done++;
         pthread_cond_broadcast(&q->progress);
     }
+    while (q->done < q->pushed) /* items a forced stop is still dropping: count them first */
+        pthread_cond_wait(&q->progress, &q->mu);
     pthread_mutex_unlock(&q->mu);
     q->done_fn(q->ud);
     return NULL;
@@ -205,6 +207,8 @@ size_t kvt__wq_pending(kvt__wq *q)
 
 void kvt__wq_stop(kvt__wq *q, bool abandon)
 {
+    if (!q)
+        return;
     pthread_mutex_lock(&q->mu);
     q->stopping = q->refuse = true;
     q->abandon |= abandon;

@@ -349,6 +349,30 @@ static void shared_objects_are_read_only(void **state)
     kvt_store_close(s);
 }
 
+/* One object stored under two keys: the second entry gets a copy, so both stay evictable
+ * (one object in two entries was never evictable again: its count never fell to one). */
+static void one_object_under_two_keys_stays_evictable(void **state)
+{
+    (void)state;
+    kvt_store *s = open_cpu(1.0, true);
+    kvt_obj *o = NULL;
+    kvt_key k1 = tk_key(1), k2 = tk_key(2);
+    assert_int_equal(kvt_obj_alloc(s, CHUNK, NULL, &o), KVT_OK);
+    tk_fill(kvt_obj_data_mut(o), CHUNK, 1);
+    assert_int_equal(kvt_put_obj(s, &k1, o), KVT_OK);
+    assert_int_equal(kvt_put_obj(s, &k2, o), KVT_OK);
+    kvt_obj_release(o);
+    kvt_obj *g = NULL;
+    assert_int_equal(kvt_get(s, &k2, &g), KVT_OK);
+    unsigned char want[CHUNK];
+    tk_fill(want, sizeof want, 1);
+    assert_memory_equal(kvt_obj_data(g), want, CHUNK);
+    kvt_obj_release(g);
+    put_n(s, 10, 4); /* the tier holds four: both must be evicted to make room */
+    assert_false(stored(s, 1) || stored(s, 2));
+    kvt_store_close(s);
+}
+
 /* Sizes that cannot be rounded or budgeted fail cleanly (SIZE_MAX used to wrap to a
  * 1-byte buffer and overflow on release). */
 static void absurd_sizes_fail_cleanly(void **state)
@@ -430,6 +454,7 @@ int main(void)
         cmocka_unit_test(cpu_budget_holds_across_recreate),
         cmocka_unit_test(shared_objects_are_read_only),
         cmocka_unit_test(absurd_sizes_fail_cleanly),
+        cmocka_unit_test(one_object_under_two_keys_stays_evictable),
         cmocka_unit_test(eviction_skips_pinned_and_held_without_scanning),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -348,6 +348,65 @@ static void get_in_flight_does_not_reinstate_a_removed_chunk(void **state)
     kvt_store_close(s);
 }
 
+struct remover {
+    kvt_store *s;
+    uint64_t h;
+};
+
+static void *remove_one_key(void *arg)
+{
+    struct remover *r = arg;
+    kvt_key k = tk_key(r->h);
+    assert_int_equal(kvt_remove(r->s, &k, NULL), KVT_OK);
+    return NULL;
+}
+
+/* A get that starts while a remove is half done (the CPU copy gone, the lower tier's not
+ * yet) finds the chunk below, but must not promote it back into the CPU tier. */
+static void get_during_a_remove_does_not_reinstate_it(void **state)
+{
+    (void)state;
+    kvt_store *s = open_with(true, false, NULL, NULL);
+    put_h(s, 1);
+    assert_int_equal(kvt_flush(s, -1), KVT_OK);
+    tk_gate_at(&tk_a, TK_REMOVE, true);
+    struct remover r = {s, 1};
+    pthread_t t;
+    pthread_create(&t, NULL, remove_one_key, &r);
+    tk_wait_parked_at(&tk_a, TK_REMOVE, 1); /* the CPU tier is done, TestTierA is next */
+    kvt_key k = tk_key(1);
+    kvt_obj *o = NULL;
+    assert_int_equal(kvt_get(s, &k, &o), KVT_OK); /* served from TestTierA, not promoted */
+    kvt_obj_release(o);
+    tk_gate_at(&tk_a, TK_REMOVE, false);
+    pthread_join(t, NULL);
+    assert_int_equal(kvt_contains(s, &k, NULL), KVT_ENOENT);
+    kvt_store_stats st;
+    assert_int_equal(kvt_store_get_stats(s, &st), KVT_OK);
+    assert_int_equal(st.promotions, 0);
+    kvt_store_close(s);
+}
+
+/* A bypassed CPU tier takes no puts, promotions included. */
+static void promotion_skips_a_bypassed_cpu_tier(void **state)
+{
+    (void)state;
+    kvt_store *s = open_with(true, false, NULL, NULL);
+    put_below_cpu(s, 1);
+    assert_int_equal(kvt_backend_set_bypass(s, "LocalCPUBackend", true, NULL), KVT_OK);
+    kvt_key k = tk_key(1);
+    kvt_obj *o = NULL;
+    assert_int_equal(kvt_get(s, &k, &o), KVT_OK);
+    kvt_obj_release(o);
+    kvt_backend_stats cpu;
+    assert_int_equal(kvt_backend_get_stats(s, "LocalCPUBackend", &cpu), KVT_OK);
+    assert_int_equal(cpu.objects, 0);
+    kvt_store_stats st;
+    assert_int_equal(kvt_store_get_stats(s, &st), KVT_OK);
+    assert_int_equal(st.promotions, 0);
+    kvt_store_close(s);
+}
+
 /* The same for clear. */
 static void get_in_flight_does_not_reinstate_after_clear(void **state)
 {
@@ -987,6 +1046,8 @@ int main(void)
         cmocka_unit_test_setup(remove_cancels_queued_writes_without_waiting_for_others, setup),
         cmocka_unit_test_setup(get_in_flight_does_not_reinstate_a_removed_chunk, setup),
         cmocka_unit_test_setup(get_in_flight_does_not_reinstate_after_clear, setup),
+        cmocka_unit_test_setup(get_during_a_remove_does_not_reinstate_it, setup),
+        cmocka_unit_test_setup(promotion_skips_a_bypassed_cpu_tier, setup),
         cmocka_unit_test_setup(get_into_never_fails_for_lack_of_cpu_room, setup),
         cmocka_unit_test_setup(batched_get_into_reads_each_tier_as_one_batch, setup),
         cmocka_unit_test_setup(unkept_reads_go_straight_into_the_buffer, setup),

@@ -31,35 +31,42 @@ double tk_now_ms(void)
 }
 
 /* Parks the caller while the gate is closed. */
-static void pass_gate(struct tk_world *w, bool put)
+static void pass_gate_at(struct tk_world *w, int which)
 {
     pthread_mutex_lock(&w->gate_mu);
-    bool *closed = put ? &w->put_gate_closed : &w->get_gate_closed;
-    long *parked = put ? &w->parked_puts : &w->parked_gets;
-    if (*closed) {
-        ++*parked;
+    if (w->gate_closed[which]) {
+        w->parked[which]++;
         pthread_cond_broadcast(&w->gate_cv);
-        while (*closed)
+        while (w->gate_closed[which])
             pthread_cond_wait(&w->gate_cv, &w->gate_mu);
-        --*parked;
+        w->parked[which]--;
     }
     pthread_mutex_unlock(&w->gate_mu);
 }
 
-void tk_gate(struct tk_world *w, bool put, bool closed)
+static void pass_gate(struct tk_world *w, bool put) { pass_gate_at(w, put ? TK_PUT : TK_GET); }
+
+void tk_gate_at(struct tk_world *w, int which, bool closed)
 {
     pthread_mutex_lock(&w->gate_mu);
-    *(put ? &w->put_gate_closed : &w->get_gate_closed) = closed;
+    w->gate_closed[which] = closed;
     pthread_cond_broadcast(&w->gate_cv);
     pthread_mutex_unlock(&w->gate_mu);
 }
 
-void tk_wait_parked(struct tk_world *w, bool put, long n)
+void tk_wait_parked_at(struct tk_world *w, int which, long n)
 {
     pthread_mutex_lock(&w->gate_mu);
-    while ((put ? w->parked_puts : w->parked_gets) < n)
+    while (w->parked[which] < n)
         pthread_cond_wait(&w->gate_cv, &w->gate_mu);
     pthread_mutex_unlock(&w->gate_mu);
+}
+
+void tk_gate(struct tk_world *w, bool put, bool closed) { tk_gate_at(w, put ? TK_PUT : TK_GET, closed); }
+
+void tk_wait_parked(struct tk_world *w, bool put, long n)
+{
+    tk_wait_parked_at(w, put ? TK_PUT : TK_GET, n);
 }
 
 struct tk_inst {
@@ -222,6 +229,7 @@ static int tk_remove(void *state, const kvt_key *key)
 {
     struct tk_inst *in = state;
     struct tk_world *w = in->w;
+    pass_gate_at(w, TK_REMOVE);
     pthread_mutex_lock(&w->mu);
     struct tk_chunk **pp = slot(w, key), *c = *pp;
     if (c) {
@@ -342,8 +350,8 @@ void tk_reset(struct tk_world *w)
     atomic_store(&w->batched_get_into_calls, 0);
     atomic_store(&w->get_returns_null, false);
     atomic_store(&w->fail_io, 0);
-    tk_gate(w, true, false);
-    tk_gate(w, false, false);
+    for (int g = TK_PUT; g <= TK_REMOVE; g++)
+        tk_gate_at(w, g, false);
 }
 
 bool tk_holds(struct tk_world *w, const kvt_key *key, const void *data, size_t len)

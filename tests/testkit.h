@@ -26,12 +26,13 @@ struct tk_world {
     atomic_long batched_get_calls, get_into_calls, batched_get_into_calls;
     atomic_bool get_returns_null; /* get() says KVT_OK without an object (a buggy tier) */
     atomic_int fail_io;           /* put/get/contains fail with this status (0: work) */
-    /* Gates: while closed, put() (before storing) and get() (after reading, before
-     * returning) park; `parked_*` counts the calls parked, so tests wait for them. */
+    /* Gates: while closed, put() (before storing), get() (after reading, before
+     * returning) and remove() (before removing) park; `parked` counts the calls parked,
+     * so tests wait for them. Indexed by TK_PUT, TK_GET, TK_REMOVE. */
     pthread_mutex_t gate_mu;
     pthread_cond_t gate_cv;
-    bool put_gate_closed, get_gate_closed;
-    long parked_puts, parked_gets;
+    bool gate_closed[3];
+    long parked[3];
 };
 
 extern struct tk_world tk_a, tk_b;
@@ -39,10 +40,14 @@ extern const struct kvt_backend_ops tk_a_ops, tk_b_ops;
 
 /* Registers TestTierA and TestTierB once per process. */
 void tk_register(void);
-/* Closes or opens a world's put or get gate. */
+enum { TK_PUT, TK_GET, TK_REMOVE };
+/* Closes or opens a world's put (put = true) or get gate. */
 void tk_gate(struct tk_world *w, bool put, bool closed);
 /* Waits until `n` calls are parked at the put (or get) gate. */
 void tk_wait_parked(struct tk_world *w, bool put, long n);
+/* The same for any gate (TK_PUT, TK_GET, TK_REMOVE). */
+void tk_gate_at(struct tk_world *w, int which, bool closed);
+void tk_wait_parked_at(struct tk_world *w, int which, long n);
 /* Milliseconds on the monotonic clock. */
 double tk_now_ms(void);
 /* Empties a world and resets its counters and switches. */

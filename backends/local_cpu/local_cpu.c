@@ -195,15 +195,20 @@ static int lc_create(const kvt_backend_env *env, const kvt_config *cfg, void **s
 static uint64_t drop_all(struct lc *lc)
 {
     uint64_t tokens = 0;
+    size_t b = 0, nb = 0; /* buckets before b were emptied: a pass resumes there */
     for (;;) {
         kvt_obj *batch[256];
         size_t n = 0;
         pthread_mutex_lock(&lc->mu);
-        for (size_t b = 0; b < lc->nbuckets && n < KVT__ARRAY_LEN(batch); b++)
+        if (lc->nbuckets != nb) /* grown by a concurrent put: entries moved, start over */
+            b = 0, nb = lc->nbuckets;
+        for (; b < lc->nbuckets && n < KVT__ARRAY_LEN(batch); b++)
             while (lc->buckets[b] && n < KVT__ARRAY_LEN(batch)) {
                 tokens += lc->buckets[b]->obj->meta.num_tokens;
                 batch[n++] = unlink_entry(lc, lc->buckets[b]);
             }
+        if (n == KVT__ARRAY_LEN(batch) && b > 0)
+            b--; /* the bucket that filled the batch may hold more */
         pthread_mutex_unlock(&lc->mu);
         for (size_t i = 0; i < n; i++)
             kvt_obj_release(batch[i]);
@@ -238,6 +243,8 @@ static int insert(struct lc *lc, const kvt_key *key, kvt_obj *obj, struct entry 
         return KVT_EEXIST; /* present: LMCache keeps the first copy */
     if (gen && atomic_load(gen) != seen)
         return KVT_ECLOSED; /* a remove or clear ran since this chunk was read */
+    if (atomic_load(&obj->indexed))
+        return KVT_EBUSY; /* one object, one entry: the idle hook follows a single entry */
     e->key = *key;
     e->hash = h;
     e->id = ++lc->next_id;
@@ -255,32 +262,39 @@ static int insert(struct lc *lc, const kvt_key *key, kvt_obj *obj, struct entry 
     return KVT_OK;
 }
 
+/* A pool copy of `obj`, for an object the index cannot take as it is. */
+static int copy_of(struct lc *lc, const kvt_obj *obj, kvt_obj **copy)
+{
+    int rc = kvt__local_cpu_alloc(lc, obj->size, &obj->meta, copy);
+    if (rc == KVT_OK)
+        memcpy((*copy)->data, obj->data, obj->size);
+    return rc;
+}
+
 static int put_if(struct lc *lc, const kvt_key *key, kvt_obj *obj,
                   const atomic_uint_fast64_t *gen, uint64_t seen)
 {
     kvt_obj *copy = NULL;
+    int rc = KVT_OK;
     if (!lc->store)
         return KVT_OK;
-    if (obj->pool != lc->pool) { /* a heap object (made while no CPU tier was open) */
-        int rc = kvt__local_cpu_alloc(lc, obj->size, &obj->meta, &copy);
-        if (rc != KVT_OK)
-            return rc;
-        memcpy(copy->data, obj->data, obj->size);
-        obj = copy;
-    }
-    struct entry *e = malloc(sizeof *e);
-    int rc = e ? KVT_OK : kvt__fail(KVT_ENOMEM, "cannot allocate LocalCPUBackend entry");
-    if (rc == KVT_OK) {
+    if (obj->pool != lc->pool) /* a heap object (made while no CPU tier was open) */
+        rc = copy_of(lc, obj, &copy);
+    struct entry *e = rc == KVT_OK ? malloc(sizeof *e) : NULL;
+    if (rc == KVT_OK && !e)
+        rc = kvt__fail(KVT_ENOMEM, "cannot allocate LocalCPUBackend entry");
+    while (rc == KVT_OK) {
         pthread_mutex_lock(&lc->mu);
-        rc = insert(lc, key, obj, e, gen, seen);
+        rc = insert(lc, key, copy ? copy : obj, e, gen, seen);
         pthread_mutex_unlock(&lc->mu);
-        if (rc != KVT_OK)
-            free(e);
-        if (rc == KVT_EEXIST)
-            rc = KVT_OK;
+        if (rc != KVT_EBUSY || copy)
+            break;
+        rc = copy_of(lc, obj, &copy); /* the object is indexed under another key already */
     }
+    if (rc != KVT_OK)
+        free(e);
     kvt_obj_release(copy);
-    return rc;
+    return rc == KVT_EEXIST ? KVT_OK : rc;
 }
 
 static int lc_put(void *state, const kvt_key *key, kvt_obj *obj)

@@ -38,8 +38,8 @@ typedef struct kvt_backend_env kvt_backend_env;
 
 /** Allocates a writable object of `size` bytes (4096-byte aligned) for a read, from the
  *  store's CPU pool when it has a CPU tier (evicting if needed), else from the heap.
- *  During a kvt_get_into() that found the CPU tier full, on the thread that runs the
- *  backend's get(), it comes from the heap instead. KVT_ENOMEM when there is no room,
+ *  During a read that found the CPU tier full (kvt_get, kvt_get_into, a batched get), on
+ *  the thread that runs the backend's get(), it comes from the heap instead. KVT_ENOMEM when there is no room,
  *  KVT_EINVAL for a size of 0 or one that cannot be rounded to 4096 (a length read from a
  *  corrupt header takes this path). @param meta copied; NULL = zeroes. @param out one
  *  reference for the caller; NULL on failure. Thread-safety: any thread. */
@@ -83,7 +83,9 @@ struct kvt_backend_ops {
     /** Frees an instance. The store calls it only after all I/O has drained. */
     void (*destroy)(void *state);
     /** Stores `obj` (borrowed: retain it to keep it). Non-CPU tiers are called from the
-     *  instance's write-through thread, one put at a time. An existing key: KVT_OK. */
+     *  instance's write-through thread, one put at a time; a tier without a ping slot also
+     *  gets the circuit breaker's probe put (a scratch key) from the store's health thread,
+     *  which may overlap with it. An existing key: KVT_OK. */
     int (*put)(void *state, const kvt_key *key, kvt_obj *obj);
     /** KVT_OK with one reference in `*out` (allocate it with kvt_backend_alloc()),
      *  KVT_ENOENT on a miss, another status on error (counted as a miss by the store; OK
@@ -109,8 +111,10 @@ struct kvt_backend_ops {
      *  get() once per key. */
     int (*batched_get)(void *state, size_t n, const kvt_key *keys, kvt_obj **outs, int *statuses);
     /** Optional: reads `key` straight into `buf` (`cap` bytes, any alignment), `*len` = the
-     *  chunk size; KVT_ETOOSMALL (with `*len` set) when `cap` is short. Used when the CPU
-     *  tier has no room to stage a read; without it the store reads through a heap buffer. */
+     *  chunk size; KVT_ETOOSMALL (with `*len` set) when `cap` is short. Used for a
+     *  kvt_get_into() that no CPU tier would keep (none, bypassed, allocator-only) and when
+     *  the CPU tier has no room to stage a read; without it the store reads through a
+     *  heap buffer. */
     int (*get_into)(void *state, const kvt_key *key, void *buf, size_t cap, size_t *len);
     /* ---- ABI version 2 ends here ---- */
     /** Optional: a cheap health probe (a PING for remote): KVT_OK when the tier works.

@@ -60,7 +60,8 @@ KVT_API int kvt_store_open(const kvt_config *cfg, const kvt_log_handler *log, kv
 
 /** Flushes pending write-through, closes every backend (lowest tier first) and frees the
  *  store. Each close waits up to backend_close_timeout_ms, then abandons what is still
- *  queued (counted, logged) and waits for calls still inside the backend. Objects the
+ *  queued (counted, logged) and waits for calls still inside the backend (a hung call,
+ *  or a breaker probe of a hung tier, holds the close until it returns). Objects the
  *  caller still holds stay valid until released. NULL is a no-op.
  *  Thread-safety: no other call on `s` may run or follow. */
 KVT_API int kvt_store_close(kvt_store *s);
@@ -77,7 +78,9 @@ KVT_API int kvt_store_close(kvt_store *s);
  *  @param key,data,meta borrowed; meta NULL = zeroes.
  *  @return KVT_OK when some tier took the chunk; KVT_ENOTIER when none is open to puts
  *  (none open, store_location names one that is not, the CPU tier stores nothing);
- *  KVT_ENOMEM when the CPU tier has no room even after evicting; KVT_EINVAL for len 0.
+ *  KVT_ENOMEM when the CPU tier has no room even after evicting; KVT_ETIMEDOUT or
+ *  KVT_ECLOSED when only lower tiers are open and each one's queue stayed full or was
+ *  closing; KVT_EINVAL for len 0.
  *  Frozen store: nothing is stored, KVT_OK (LMCache's behaviour), counted puts_frozen. */
 KVT_API int kvt_put(kvt_store *s, const kvt_key *key, const void *data, size_t len,
                     const kvt_chunk_meta *meta);
@@ -95,7 +98,9 @@ KVT_API int kvt_batched_put(kvt_store *s, size_t n, const kvt_key keys[], const 
 KVT_API int kvt_obj_alloc(kvt_store *s, size_t size, const kvt_chunk_meta *meta, kvt_obj **out);
 
 /** Zero-copy put, step 2: stores `obj` under `key` without copying it, as kvt_put() does
- *  (same results). From then on the object is read-only. @param obj borrowed: the caller
+ *  (same results). From then on the object is read-only. The same object may be stored
+ *  under several keys (the CPU tier then keeps a copy for each key after the first).
+ *  @param obj borrowed: the caller
  *  still releases its reference. */
 KVT_API int kvt_put_obj(kvt_store *s, const kvt_key *key, kvt_obj *obj);
 
@@ -114,7 +119,8 @@ KVT_API int kvt_get_into(kvt_store *s, const kvt_key *key, void *buf, size_t cap
 /** LMCache's batched_get, into caller buffers: statuses[i] is kvt_get_into()'s result for
  *  keys[i] (KVT_OK, KVT_ENOENT, KVT_ETOOSMALL, ...). Each tier in order reads the keys
  *  still missing as one batch (its batched_get slot). `lens` (may be NULL) = chunk sizes
- *  of the hits; `*hits` (may be NULL) = how many hit. KVT_OK unless an argument is bad. */
+ *  of the hits; `*hits` (may be NULL) = how many hit. KVT_OK unless an argument is bad
+ *  (KVT_EINVAL) or the batch's scratch cannot be allocated (KVT_ENOMEM). */
 KVT_API int kvt_batched_get_into(kvt_store *s, size_t n, const kvt_key keys[], void *const bufs[],
                                  const size_t caps[], size_t lens[], int statuses[], size_t *hits);
 
@@ -191,7 +197,9 @@ KVT_API int kvt_backends_list(kvt_store *s, kvt_backend_info *out, size_t max, s
  *  work), then the call waits up to `timeout_ms` (< 0: no limit) for its in-flight calls
  *  and its queue, which keeps being written in the background. Past the timeout:
  *  KVT_ETIMEDOUT, the backend stays DRAINING (listed, with its items left; no new
- *  instance of its type can be created) and another close of it resumes the wait.
+ *  instance of its type can be created) and another close of it resumes the wait (or,
+ *  once it has finished, returns KVT_OK until a registry operation forgets it, then
+ *  KVT_ENOENT).
  *  KVT_CLOSE_FORCE drops what is still queued and frees the instance as soon as its
  *  in-flight calls return. KVT_ENOENT if unknown; KVT_EBUSY for LocalCPUBackend while
  *  tiers that read into its buffers exist (kvt_last_error() names them). */
@@ -259,7 +267,9 @@ typedef struct kvt_store_stats {
     uint64_t store_requests, retrieve_requests, lookup_requests;
     uint64_t stored_chunks, retrieved_chunks;
     uint64_t promotions; /**< lower-tier hits handed to the CPU tier */
-    uint64_t stored_tokens, retrieved_tokens; /**< chunk_meta.num_tokens, else chunk_size */
+    uint64_t stored_tokens;    /**< chunk_meta.num_tokens, else chunk_size */
+    uint64_t retrieved_tokens; /**< the same for kvt_get; chunk_size per chunk for the
+                                    _into variants, which may never see the metadata */
     uint64_t lookup_keys, lookup_hits;
     uint64_t wt_enqueued, wt_done, wt_failed;
     uint64_t wt_skipped;   /**< tier copies skipped: queue full past write_queue_timeout_ms,
@@ -274,8 +284,8 @@ KVT_API int kvt_store_get_stats(kvt_store *s, kvt_store_stats *out);
 /* ---------------------------------------------------------------- runtime config */
 
 /** Changes runtime-mutable keys of the store's config, all or nothing (see
- *  kvt_config_patch()). write_queue_timeout_ms and backend_close_timeout_ms apply at once;
- *  the others at the next create/recreate. */
+ *  kvt_config_patch()). write_queue_timeout_ms, backend_close_timeout_ms and the
+ *  breaker_* keys apply at once; the others at the next create/recreate. */
 KVT_API int kvt_store_conf_update(kvt_store *s, size_t n, const char *const keys[],
                                   const char *const values[], size_t *bad_key);
 /** kvt_store_conf_update() only if the config is still at `version` (an ETag from
