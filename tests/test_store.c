@@ -295,6 +295,15 @@ static void remove_cancels_queued_writes_without_waiting_for_others(void **state
     kvt_store_close(s);
 }
 
+/* Ends a test that must not have promoted anything. */
+static void close_without_promotions(kvt_store *s)
+{
+    kvt_store_stats st;
+    assert_int_equal(kvt_store_get_stats(s, &st), KVT_OK);
+    assert_int_equal(st.promotions, 0);
+    kvt_store_close(s);
+}
+
 struct getter {
     kvt_store *s;
     uint64_t h;
@@ -342,10 +351,7 @@ static void get_in_flight_does_not_reinstate_a_removed_chunk(void **state)
     assert_int_equal(kvt_contains(s, &k, NULL), KVT_ENOENT);
     kvt_obj *o = NULL;
     assert_int_equal(kvt_get(s, &k, &o), KVT_ENOENT);
-    kvt_store_stats st;
-    assert_int_equal(kvt_store_get_stats(s, &st), KVT_OK);
-    assert_int_equal(st.promotions, 0);
-    kvt_store_close(s);
+    close_without_promotions(s);
 }
 
 struct remover {
@@ -381,10 +387,7 @@ static void get_during_a_remove_does_not_reinstate_it(void **state)
     tk_gate_at(&tk_a, TK_REMOVE, false);
     pthread_join(t, NULL);
     assert_int_equal(kvt_contains(s, &k, NULL), KVT_ENOENT);
-    kvt_store_stats st;
-    assert_int_equal(kvt_store_get_stats(s, &st), KVT_OK);
-    assert_int_equal(st.promotions, 0);
-    kvt_store_close(s);
+    close_without_promotions(s);
 }
 
 /* A bypassed CPU tier takes no puts, promotions included. */
@@ -401,10 +404,7 @@ static void promotion_skips_a_bypassed_cpu_tier(void **state)
     kvt_backend_stats cpu;
     assert_int_equal(kvt_backend_get_stats(s, "LocalCPUBackend", &cpu), KVT_OK);
     assert_int_equal(cpu.objects, 0);
-    kvt_store_stats st;
-    assert_int_equal(kvt_store_get_stats(s, &st), KVT_OK);
-    assert_int_equal(st.promotions, 0);
-    kvt_store_close(s);
+    close_without_promotions(s);
 }
 
 /* The same for clear. */
@@ -521,10 +521,7 @@ static void unkept_reads_go_straight_into_the_buffer(void **state)
     assert_int_equal(sts[1], KVT_ENOENT);
     assert_int_equal(atomic_load(&tk_b.batched_get_into_calls), 1);
     assert_int_equal(atomic_load(&tk_b.batched_get_calls), 0);
-    kvt_store_stats st;
-    assert_int_equal(kvt_store_get_stats(s, &st), KVT_OK);
-    assert_int_equal(st.promotions, 0);
-    kvt_store_close(s);
+    close_without_promotions(s);
 }
 
 /* batched get: each tier reads the keys still missing as one batch (TestTierB's slot),
