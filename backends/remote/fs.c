@@ -3,7 +3,7 @@
  * One file per key, <base>/<key string with "/" replaced by "-">.data, holding the
  * 28-byte header then the payload. With several base paths (CSV) a key lives under
  * base[hash % n], the hash's magnitude as LMCache's abs(chunk_hash). A write goes to
- * .<name>.tmp.XXXXXX in the same directory and is renamed into place, so readers (this
+ * .<name>.tmp.<pid>.<n> in the same directory and is renamed into place, so readers (this
  * process or another engine) see a whole file or none; stale temporaries are deleted at
  * open. Reads check the header against the file size before reserving any memory. */
 #include <dirent.h>
@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "backends/remote/remote.h"
@@ -26,6 +27,7 @@ struct fsc {
     char **base;
     bool fsync, save_meta;
     atomic_uint_fast64_t corrupt;
+    atomic_uint_fast64_t tmp_seq; /* temp names: pid + this, created O_EXCL */
 };
 
 /* ------------------------------------------------------------ paths */
@@ -170,19 +172,48 @@ static int fs_open(const struct kvt__rmt_params *p, void **conn)
 
 /* ------------------------------------------------------------ I/O */
 
-static int write_all(int fd, const void *buf, size_t len)
+/* Writes the header and the payload with as few system calls as the kernel allows. */
+static int write_all(int fd, const void *hdr, size_t hlen, const void *data, size_t len)
 {
-    const char *p = buf;
-    while (len) {
-        ssize_t n = write(fd, p, len);
+    struct iovec iov[2] = {{(void *)hdr, hlen}, {(void *)data, len}};
+    struct iovec *v = hlen ? iov : iov + 1;
+    int nv = hlen ? 2 : 1;
+    while (nv > 0) {
+        ssize_t n = writev(fd, v, nv);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
             return -1;
-        p += n;
-        len -= (size_t)n;
+        size_t left = (size_t)n; /* drop what was written, resume in the middle */
+        while (nv > 0 && left >= v->iov_len) {
+            left -= v->iov_len;
+            v++;
+            nv--;
+        }
+        if (nv > 0) {
+            v->iov_base = (char *)v->iov_base + left;
+            v->iov_len -= left;
+        }
     }
     return 0;
+}
+
+/* A fresh temp file next to `path`'s name in `dir`, mode 0644 as LMCache's files. */
+static int open_tmp(struct fsc *f, const char *dir, const char *name, char *tmp, size_t cap)
+{
+    for (int tries = 0; tries < 8; tries++) {
+        uint64_t seq = atomic_fetch_add(&f->tmp_seq, 1);
+        int n = snprintf(tmp, cap, "%s/.%.200s.tmp.%ld.%llu", dir, name, (long)getpid(),
+                         (unsigned long long)seq);
+        if (n < 0 || (size_t)n >= cap) {
+            errno = ENAMETOOLONG;
+            return -1;
+        }
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (fd >= 0 || errno != EEXIST)
+            return fd;
+    }
+    return -1;
 }
 
 /* Reads exactly len bytes at off; 1 if the file ended first (truncated: a miss). */
@@ -212,16 +243,14 @@ static int fs_put(void *conn, const struct kvt__rmt_item *it, const void *hdr, s
     if (!data_path(f, it, path, sizeof path))
         return kvt__fail(KVT_EINVAL, "RemoteBackend: key string too long for a file name");
     const char *name = strrchr(path, '/') + 1;
-    int n = snprintf(tmp, sizeof tmp, "%s/.%.200s.tmp.XXXXXX", base_of(f, it), name);
-    if (n < 0 || (size_t)n >= sizeof tmp)
+    int fd = open_tmp(f, base_of(f, it), name, tmp, sizeof tmp);
+    if (fd < 0 && errno == ENAMETOOLONG)
         return kvt__fail(KVT_EINVAL, "RemoteBackend: fs:// path too long");
-    int fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0)
         return fs_fail(f, errno_status(errno) == KVT_ENOENT ? KVT_EIO : errno_status(errno),
                        "create", errno);
     int e = 0;
-    if (fchmod(fd, 0644) != 0 || (hlen && write_all(fd, hdr, hlen) != 0) ||
-        write_all(fd, data, len) != 0 || (f->fsync && fsync(fd) != 0))
+    if (write_all(fd, hdr, hlen, data, len) != 0 || (f->fsync && fsync(fd) != 0))
         e = errno ? errno : EIO;
     if (close(fd) != 0 && !e)
         e = errno;
