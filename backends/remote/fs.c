@@ -184,16 +184,7 @@ static int write_all(int fd, const void *hdr, size_t hlen, const void *data, siz
             continue;
         if (n <= 0)
             return -1;
-        size_t left = (size_t)n; /* drop what was written, resume in the middle */
-        while (nv > 0 && left >= v->iov_len) {
-            left -= v->iov_len;
-            v++;
-            nv--;
-        }
-        if (nv > 0) {
-            v->iov_base = (char *)v->iov_base + left;
-            v->iov_len -= left;
-        }
+        v = kvt__rmt_iov_advance(v, &nv, (size_t)n);
     }
     return 0;
 }

@@ -169,15 +169,7 @@ static int send_iov(redisContext *c, struct iovec *iov, int n, int64_t deadline)
                 return rc;
             continue;
         }
-        while (n > 0 && (size_t)w >= iov->iov_len) {
-            w -= (ssize_t)iov->iov_len;
-            iov++;
-            n--;
-        }
-        if (n > 0) {
-            iov->iov_base = (char *)iov->iov_base + w;
-            iov->iov_len -= (size_t)w;
-        }
+        iov = kvt__rmt_iov_advance(iov, &n, (size_t)w);
     }
     return KVT_OK;
 }

@@ -61,6 +61,20 @@ static int hdr_encode(unsigned char hdr[KVT__RMT_HDR], size_t len, const kvt_chu
     return KVT_OK;
 }
 
+struct iovec *kvt__rmt_iov_advance(struct iovec *iov, int *n, size_t done)
+{
+    while (*n > 0 && done >= iov->iov_len) {
+        done -= iov->iov_len;
+        iov++;
+        --*n;
+    }
+    if (*n > 0) {
+        iov->iov_base = (char *)iov->iov_base + done;
+        iov->iov_len -= done;
+    }
+    return iov;
+}
+
 int64_t kvt__rmt_hdr_length(const void *hdr)
 {
     int32_t len = get32(hdr);

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "kvtier/backend.h"
 #include "src/clock.h"
@@ -73,5 +74,7 @@ extern const struct kvt__rmt_connector kvt__rmt_fs, kvt__rmt_redis;
 int kvt__rmt_hdr_check(const void *hdr, size_t hlen, size_t len, kvt_chunk_meta *meta);
 /* The payload length a header claims, or -1 when it is malformed. */
 int64_t kvt__rmt_hdr_length(const void *hdr);
+/* Drops the first `done` bytes of iov[0..*n) after a short writev(); returns the new start. */
+struct iovec *kvt__rmt_iov_advance(struct iovec *iov, int *n, size_t done);
 
 #endif
