@@ -164,7 +164,10 @@ static void ring_reset(kvt__ioeng *e, struct ring *r)
     }                       /* only this ring's leaseholder could) */
 }
 
-static int run_uring(kvt__ioeng *e, kvt__io *ios, struct req *reqs, size_t nreq)
+/* `ready`, unless NULL, runs once the first `lim` requests (those of the held run's first
+ * transfers) have had a submit; requests past `lim` wait for it. */
+static int run_uring(kvt__ioeng *e, kvt__io *ios, struct req *reqs, size_t nreq, size_t lim,
+                     void (*ready)(void *), void *ctx)
 {
     struct ring *rg = lease(e);
     struct io_uring *ring = &rg->ring;
@@ -176,8 +179,10 @@ static int run_uring(kvt__ioeng *e, kvt__io *ios, struct req *reqs, size_t nreq)
         unlease(e, rg);
         return kvt__fail(KVT_ENOMEM, "cannot allocate an I/O batch");
     }
+    if (!ready)
+        lim = nreq;
     while (next < nreq || nredo || inflight) {
-        while (!hard && inflight < depth && (nredo || next < nreq)) {
+        while (!hard && inflight < depth && (nredo || next < lim)) {
             size_t k = nredo ? redo[--nredo] : next++;
             if (ios[reqs[k].io].res != KVT_OK)
                 continue; /* its transfer already failed: the rest is moot */
@@ -200,6 +205,12 @@ static int run_uring(kvt__ioeng *e, kvt__io *ios, struct req *reqs, size_t nreq)
                 inflight -= queued;
                 queued = 0;
             }
+        }
+        if (ready) { /* while the first requests are in flight */
+            ready(ctx);
+            ready = NULL;
+            lim = nreq;
+            continue;
         }
         if (!inflight || inflight == queued) {
             if (hard)
@@ -343,22 +354,35 @@ static int run_posix(kvt__ioeng *e, kvt__io *ios, struct req *reqs, size_t nreq)
 
 /* ------------------------------------------------------------------ API */
 
-int kvt__ioeng_run(kvt__ioeng *e, kvt__io *ios, size_t n)
+int kvt__ioeng_run_held(kvt__ioeng *e, kvt__io *ios, size_t n, size_t hold,
+                        void (*ready)(void *), void *ctx)
 {
-    size_t nreq = 0;
+    size_t nreq = 0, lim = 0;
+    struct req *reqs = n ? split(e, ios, n, &nreq) : NULL;
+    if (ready && (!reqs || hold == 0 || !e->uring)) { /* nothing to overlap it with */
+        ready(ctx);
+        ready = NULL;
+    }
     if (n == 0)
         return KVT_OK;
-    struct req *reqs = split(e, ios, n, &nreq);
     if (!reqs) {
         for (size_t i = 0; i < n; i++)
             ios[i].res = KVT_ENOMEM;
         return KVT_ENOMEM;
     }
+    while (ready && lim < nreq && reqs[lim].io < hold) /* split() keeps the transfers' order */
+        lim++;
     atomic_fetch_add_explicit(&e->batches, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&e->requests, nreq, memory_order_relaxed);
-    int rc = e->uring ? run_uring(e, ios, reqs, nreq) : run_posix(e, ios, reqs, nreq);
+    int rc = e->uring ? run_uring(e, ios, reqs, nreq, lim, ready, ctx)
+                      : run_posix(e, ios, reqs, nreq);
     free(reqs);
     return rc != KVT_OK ? rc : first_error(ios, n);
+}
+
+int kvt__ioeng_run(kvt__ioeng *e, kvt__io *ios, size_t n)
+{
+    return kvt__ioeng_run_held(e, ios, n, n, NULL, NULL);
 }
 
 static void free_rings(kvt__ioeng *e)

@@ -104,27 +104,36 @@ static size_t list_types(struct tier_type out[MAX_TYPES])
 
 /* ------------------------------------------------------------------ instances */
 
-/* The queue worker's write of one item. */
-static void bk_write(void *ud, const kvt_key *key, kvt_obj *obj, bool abandoned)
+/* The queue worker's write of `n` items: one batched_put when the tier has it. */
+static void bk_write(void *ud, size_t n, const kvt_key *keys, kvt_obj **objs, bool abandoned)
 {
     kvt__bk *bk = ud;
     kvt_store *s = bk->store;
-    int rc = abandoned ? KVT_ECLOSED : bk->ops->put(bk->state, key, obj);
-    kvt_obj_release(obj);
-    if (!abandoned)
-        kvt__bk_result(bk, rc);
-    if (rc == KVT_OK) {
-        atomic_fetch_add(&bk->puts, 1);
-        atomic_fetch_add(&s->st.wt_done, 1);
-        return;
+    int sts[KVT__WQ_BATCH_MAX];
+    for (size_t i = 0; i < n; i++)
+        sts[i] = KVT_ECLOSED;
+    if (!abandoned && n > 1) /* the queue batches only for a tier with the slot */
+        bk->ops->batched_put(bk->state, n, keys, (kvt_obj *const *)objs, sts);
+    else if (!abandoned)
+        sts[0] = bk->ops->put(bk->state, &keys[0], objs[0]);
+    for (size_t i = 0; i < n; i++) {
+        int rc = sts[i];
+        kvt_obj_release(objs[i]);
+        if (!abandoned)
+            kvt__bk_result(bk, rc);
+        if (rc == KVT_OK) {
+            atomic_fetch_add(&bk->puts, 1);
+            atomic_fetch_add(&s->st.wt_done, 1);
+            continue;
+        }
+        atomic_fetch_add(&bk->put_failures, 1);
+        atomic_fetch_add(&s->st.wt_failed, 1);
+        if (abandoned)
+            atomic_fetch_add(&bk->abandoned, 1);
+        else
+            kvt__log(&s->log, KVT_LOG_WARN, bk->name, "event=write_through_failed status=%s",
+                     kvt_status_name(rc));
     }
-    atomic_fetch_add(&bk->put_failures, 1);
-    atomic_fetch_add(&s->st.wt_failed, 1);
-    if (abandoned)
-        atomic_fetch_add(&bk->abandoned, 1);
-    else
-        kvt__log(&s->log, KVT_LOG_WARN, bk->name, "event=write_through_failed status=%s",
-                 kvt_status_name(rc));
 }
 
 /* The queue worker, after a write a remove or clear invalidated while it ran. */
@@ -207,7 +216,9 @@ static int bk_new(kvt_store *s, const struct tier_type *t, unsigned rank, kvt__b
     kvt__strlcpy(bk->name, t->name, sizeof bk->name);
     rc = bk->ops->create(&bk->env, s->cfg, &bk->state);
     if (rc == KVT_OK && !bk->is_cpu) {
-        rc = kvt__wq_new(s->write_queue_depth, bk_write, bk_undo, bk_queue_done, bk, &bk->wq);
+        size_t batch = KVT_BACKEND_OPS_HAS(bk->ops, batched_put) ? KVT__WQ_BATCH_MAX : 1;
+        rc = kvt__wq_new(s->write_queue_depth, batch, bk_write, bk_undo, bk_queue_done, bk,
+                         &bk->wq);
         if (rc != KVT_OK)
             bk->ops->destroy(bk->state);
         else if (name_in(s->bypass, s->nbypass, bk->name))

@@ -1,6 +1,7 @@
 /* kvtier — bounded write-through queue.
  *
- * A ring of (key, object) items and one worker. A producer waits while the ring is full,
+ * A ring of (key, object) items and one worker, which takes up to `batch` queued items
+ * at a time (a tier with a batched_put slot writes them as one I/O batch). A producer waits while the ring is full,
  * but only until its deadline (write_queue_timeout_ms) or until the queue refuses pushes
  * (the tier was bypassed or is closing): a slow or hung tier costs a put a bounded time,
  * never forever, and the caller learns that this tier's copy was skipped. Flush waits on
@@ -23,9 +24,10 @@ struct kvt__wq {
     size_t depth, head, count;
     uint64_t pushed, done; /* sequence numbers: items pushed / fully processed */
     bool refuse, stopping, abandon;
-    bool writing;  /* the worker is inside fn() with `current` */
-    bool undo;     /* ...and a cancel gave up waiting for it: undo it after */
-    kvt_key current;
+    bool writing;  /* the worker is inside fn() with cur[0..ncur) */
+    size_t batch, ncur;
+    kvt_key cur[KVT__WQ_BATCH_MAX];
+    bool undo[KVT__WQ_BATCH_MAX]; /* a cancel gave up waiting for cur[i]: undo it after */
     pthread_t thread;
     kvt__wq_fn fn;
     kvt__wq_undo_fn undo_fn;
@@ -39,35 +41,66 @@ static bool wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, const struct tim
     return pthread_cond_timedwait(cv, mu, deadline) != ETIMEDOUT;
 }
 
+/* Is a write of `key` (NULL: any) in progress and not yet marked for undo? mu held. */
+static bool writing_key(const kvt__wq *q, const kvt_key *key)
+{
+    for (size_t i = 0; q->writing && i < q->ncur; i++)
+        if ((!key || kvt_key_equal(&q->cur[i], key)) && !q->undo[i])
+            return true;
+    return false;
+}
+
+/* Takes up to `batch` live items off the head into keys/objs; cancelled ones it passes
+ * are counted done at once. Returns how many it took. mu held. */
+static size_t take(kvt__wq *q, kvt_key *keys, kvt_obj **objs)
+{
+    size_t n = 0;
+    while (q->count > 0 && n < q->batch) {
+        struct item *it = &q->ring[q->head];
+        q->head = (q->head + 1) % q->depth;
+        q->count--;
+        if (it->obj) {
+            keys[n] = it->key;
+            objs[n++] = it->obj;
+        } else {
+            q->done++;
+        }
+    }
+    pthread_cond_broadcast(&q->not_full);
+    pthread_cond_broadcast(&q->progress);
+    return n;
+}
+
 static void *worker(void *arg)
 {
     kvt__wq *q = arg;
+    kvt_obj *objs[KVT__WQ_BATCH_MAX];
     pthread_mutex_lock(&q->mu);
     for (;;) {
         while (q->count == 0 && !q->stopping)
             pthread_cond_wait(&q->not_empty, &q->mu);
         if (q->count == 0)
             break; /* stopping and drained */
-        struct item it = q->ring[q->head];
-        q->head = (q->head + 1) % q->depth;
-        q->count--;
-        pthread_cond_signal(&q->not_full);
-        if (it.obj) {
-            bool abandoned = q->abandon;
-            q->writing = !abandoned;
-            q->current = it.key;
-            pthread_mutex_unlock(&q->mu);
-            q->fn(q->ud, &it.key, it.obj, abandoned);
+        size_t n = take(q, q->cur, objs);
+        if (n == 0)
+            continue;
+        bool abandoned = q->abandon;
+        q->writing = !abandoned;
+        q->ncur = n;
+        pthread_mutex_unlock(&q->mu);
+        q->fn(q->ud, n, q->cur, objs, abandoned);
+        pthread_mutex_lock(&q->mu);
+        for (size_t i = 0; i < n; i++) {
+            if (!q->undo[i])
+                continue;
+            pthread_mutex_unlock(&q->mu); /* cur[] changes only on this thread */
+            q->undo_fn(q->ud, &q->cur[i]);
             pthread_mutex_lock(&q->mu);
-            if (q->undo) {
-                pthread_mutex_unlock(&q->mu);
-                q->undo_fn(q->ud, &it.key);
-                pthread_mutex_lock(&q->mu);
-                q->undo = false;
-            }
-            q->writing = false;
+            q->undo[i] = false;
         }
-        q->done++;
+        q->writing = false;
+        q->ncur = 0;
+        q->done += n;
         pthread_cond_broadcast(&q->progress);
     }
     while (q->done < q->pushed) /* items a forced stop is still dropping: count them first */
@@ -87,7 +120,7 @@ static void wq_destroy(kvt__wq *q)
     free(q);
 }
 
-int kvt__wq_new(size_t depth, kvt__wq_fn fn, kvt__wq_undo_fn undo, kvt__wq_done_fn done, void *ud,
+int kvt__wq_new(size_t depth, size_t batch, kvt__wq_fn fn, kvt__wq_undo_fn undo, kvt__wq_done_fn done, void *ud,
                 kvt__wq **out)
 {
     kvt__wq *q = calloc(1, sizeof *q);
@@ -97,6 +130,7 @@ int kvt__wq_new(size_t depth, kvt__wq_fn fn, kvt__wq_undo_fn undo, kvt__wq_done_
         return kvt__fail(KVT_ENOMEM, "cannot allocate write queue of depth %zu", depth);
     }
     q->depth = depth;
+    q->batch = batch < 1 ? 1 : batch > KVT__WQ_BATCH_MAX ? KVT__WQ_BATCH_MAX : batch;
     q->fn = fn;
     q->undo_fn = undo;
     q->done_fn = done;
@@ -168,10 +202,10 @@ size_t kvt__wq_cancel(kvt__wq *q, const kvt_key *key, const struct timespec *dea
     }
     /* A write of the key in progress would bring it back after the caller removed it. */
     bool timed_out = false;
-    while (q->writing && !q->undo && (!key || kvt_key_equal(&q->current, key)) && !timed_out)
+    while (writing_key(q, key) && !timed_out)
         timed_out = !wait_until(&q->progress, &q->mu, deadline);
-    if (q->writing && (!key || kvt_key_equal(&q->current, key)))
-        q->undo = true;
+    for (size_t i = 0; q->writing && i < q->ncur; i++)
+        q->undo[i] |= !key || kvt_key_equal(&q->cur[i], key);
     pthread_mutex_unlock(&q->mu);
     for (size_t k = 0; k < n; k++)
         kvt_obj_release(drop[k]);
@@ -221,7 +255,7 @@ void kvt__wq_stop(kvt__wq *q, bool abandon)
         q->count--;
         pthread_mutex_unlock(&q->mu);
         if (it.obj)
-            q->fn(q->ud, &it.key, it.obj, true);
+            q->fn(q->ud, 1, &it.key, &it.obj, true);
         pthread_mutex_lock(&q->mu);
         q->done++;
         pthread_cond_broadcast(&q->progress);

@@ -7,17 +7,21 @@
 
 typedef struct kvt__wq kvt__wq;
 
-/* Called on the worker thread for each item, in queue order; it owns `obj`'s reference.
- * `abandoned`: a forced close dropped the item, which is not to be written. */
-typedef void (*kvt__wq_fn)(void *ud, const kvt_key *key, kvt_obj *obj, bool abandoned);
+#define KVT__WQ_BATCH_MAX 8 /* items one call of the worker's fn may get */
+
+/* Called on the worker thread with `n` (1..batch) items, in queue order; it owns each
+ * objs[i]'s reference. `abandoned`: a forced close dropped them: not to be written. */
+typedef void (*kvt__wq_fn)(void *ud, size_t n, const kvt_key *keys, kvt_obj **objs,
+                           bool abandoned);
 /* Called on the worker thread after a write that a cancel invalidated while it ran: the
  * tier must forget `key` again. */
 typedef void (*kvt__wq_undo_fn)(void *ud, const kvt_key *key);
 /* Called once on the worker thread after the queue stopped and emptied. */
 typedef void (*kvt__wq_done_fn)(void *ud);
 
-/* Deadlines are CLOCK_MONOTONIC (clock.h). */
-int kvt__wq_new(size_t depth, kvt__wq_fn fn, kvt__wq_undo_fn undo, kvt__wq_done_fn done, void *ud,
+/* Deadlines are CLOCK_MONOTONIC (clock.h). `batch`: most items per fn call (clamped to
+ * 1..KVT__WQ_BATCH_MAX); the worker never waits for a batch to fill. */
+int kvt__wq_new(size_t depth, size_t batch, kvt__wq_fn fn, kvt__wq_undo_fn undo, kvt__wq_done_fn done, void *ud,
                 kvt__wq **out);
 /* Queues one item, taking over the caller's reference to `obj` on KVT_OK only. Waits
  * while the queue is full, up to `deadline`: KVT_ETIMEDOUT then, KVT_ECLOSED when the
@@ -26,7 +30,7 @@ int kvt__wq_push(kvt__wq *q, const kvt_key *key, kvt_obj *obj, const struct time
 /* Refuse pushes (and release the waiting ones) or take them again. */
 void kvt__wq_refuse(kvt__wq *q, bool on);
 /* Drops the queued writes of `key` (NULL: all), releasing their references, and returns
- * how many. A write of it in progress is waited for until `deadline`; past it (a hung
+ * how many. A write of it in progress (in the batch being written) is waited for until `deadline`; past it (a hung
  * tier) the write is marked, and the worker undoes it when it returns. Writes of other
  * keys are never waited for. */
 size_t kvt__wq_cancel(kvt__wq *q, const kvt_key *key, const struct timespec *deadline);

@@ -857,6 +857,85 @@ static void batched_put_stores_every_chunk(void **state)
 
 /* A table built for an older ABI (struct_size ending before count_prefix) must not have
  * its count_prefix called, even though the pointer is set. */
+/* Write-through hands what is queued to batched_put at once (TestTierB's slot); an item
+ * that fails there fails alone, and is counted once. */
+static void write_through_batches_queued_items(void **state)
+{
+    (void)state;
+    kvt_store *s = open_with(false, true, NULL, NULL);
+    atomic_store(&tk_b.fail_put_hash, 3);
+    tk_gate_at(&tk_b, TK_PUT, true);
+    put_h(s, 100); /* the worker takes it alone and parks */
+    tk_wait_parked_at(&tk_b, TK_PUT, 1);
+    for (uint64_t h = 1; h <= 5; h++)
+        put_h(s, h);
+    tk_gate_at(&tk_b, TK_PUT, false);
+    assert_int_equal(kvt_flush(s, -1), KVT_OK);
+    assert_int_equal(atomic_load(&tk_b.batched_put_calls), 1);
+    assert_int_equal(atomic_load(&tk_b.batched_put_max), 5);
+    for (uint64_t h = 1; h <= 5; h++)
+        assert_int_equal(tier_holds(&tk_b, h), h != 3);
+    kvt_backend_stats st;
+    assert_int_equal(kvt_backend_get_stats(s, "TestTierB", &st), KVT_OK);
+    assert_int_equal(st.puts, 5);
+    assert_int_equal(st.put_failures, 1);
+    kvt_store_close(s);
+}
+
+/* A remove of one key of the batch being written undoes that key alone. */
+static void remove_during_a_batch_undoes_only_its_key(void **state)
+{
+    (void)state;
+    kvt_store *s = open_with(false, true, NULL, NULL);
+    tk_gate_at(&tk_b, TK_PUT, true);
+    put_h(s, 100);
+    tk_wait_parked_at(&tk_b, TK_PUT, 1);
+    for (uint64_t h = 1; h <= 3; h++)
+        put_h(s, h);
+    tk_gate_pass(&tk_b, TK_PUT, 1); /* 100 goes; the batch 1..3 parks on its first put */
+    while (atomic_load(&tk_b.batched_put_calls) == 0)
+        usleep(1000);
+    tk_wait_parked_at(&tk_b, TK_PUT, 1);
+    kvt_key k2 = tk_key(2);
+    assert_int_equal(kvt_remove(s, &k2, NULL), KVT_OK); /* gives up waiting: marks the undo */
+    tk_gate_at(&tk_b, TK_PUT, false);
+    assert_int_equal(kvt_flush(s, -1), KVT_OK);
+    assert_true(tier_holds(&tk_b, 1));
+    assert_false(tier_holds(&tk_b, 2));
+    assert_true(tier_holds(&tk_b, 3));
+    kvt_store_close(s);
+}
+
+static atomic_bool v4_wanted;
+static bool want_v4(const kvt_config *cfg) { (void)cfg; return atomic_load(&v4_wanted); }
+
+/* A table built before ABI v5 keeps one put at a time, though its memory past the end
+ * would hold a batched_put. */
+static void v4_table_gets_single_puts(void **state)
+{
+    (void)state;
+    static struct kvt_backend_ops v4;
+    v4 = tk_b_ops;
+    v4.type_name = "TestTierV4";
+    v4.wanted = want_v4;
+    v4.struct_size = offsetof(struct kvt_backend_ops, batched_put);
+    assert_int_equal(kvt_register_backend_type(&v4), KVT_OK);
+    atomic_store(&v4_wanted, true);
+    kvt_store *s = open_with(false, false, NULL, NULL);
+    tk_gate_at(&tk_b, TK_PUT, true);
+    put_h(s, 100);
+    tk_wait_parked_at(&tk_b, TK_PUT, 1);
+    for (uint64_t h = 1; h <= 4; h++)
+        put_h(s, h);
+    tk_gate_at(&tk_b, TK_PUT, false);
+    assert_int_equal(kvt_flush(s, -1), KVT_OK);
+    for (uint64_t h = 1; h <= 4; h++)
+        assert_true(tier_holds(&tk_b, h));
+    assert_int_equal(atomic_load(&tk_b.batched_put_calls), 0);
+    kvt_store_close(s);
+    atomic_store(&v4_wanted, false);
+}
+
 /* The extra types stay registered: wanted only in their own test (old_wanted). */
 static bool want_old(const kvt_config *cfg) { (void)cfg; return atomic_load(&old_wanted); }
 
@@ -1037,6 +1116,9 @@ int main(void)
         cmocka_unit_test_setup(batched_put_stores_every_chunk, setup),
         cmocka_unit_test_setup(batched_put_stops_at_the_first_failure, setup),
         cmocka_unit_test_setup(short_vtable_slot_is_never_called, setup),
+        cmocka_unit_test_setup(write_through_batches_queued_items, setup),
+        cmocka_unit_test_setup(remove_during_a_batch_undoes_only_its_key, setup),
+        cmocka_unit_test_setup(v4_table_gets_single_puts, setup),
         cmocka_unit_test_setup(metrics_render_lmcache_names, setup),
         cmocka_unit_test_setup(log_lines_reach_the_handler_as_logfmt, setup),
         cmocka_unit_test(default_log_is_logfmt_on_stderr),

@@ -34,13 +34,15 @@ double tk_now_ms(void)
 static void pass_gate_at(struct tk_world *w, int which)
 {
     pthread_mutex_lock(&w->gate_mu);
-    if (w->gate_closed[which]) {
+    if (w->gate_closed[which] && w->pass[which] == 0) {
         w->parked[which]++;
         pthread_cond_broadcast(&w->gate_cv);
-        while (w->gate_closed[which])
+        while (w->gate_closed[which] && w->pass[which] == 0)
             pthread_cond_wait(&w->gate_cv, &w->gate_mu);
         w->parked[which]--;
     }
+    if (w->gate_closed[which])
+        w->pass[which]--;
     pthread_mutex_unlock(&w->gate_mu);
 }
 
@@ -50,6 +52,15 @@ void tk_gate_at(struct tk_world *w, int which, bool closed)
 {
     pthread_mutex_lock(&w->gate_mu);
     w->gate_closed[which] = closed;
+    w->pass[which] = 0;
+    pthread_cond_broadcast(&w->gate_cv);
+    pthread_mutex_unlock(&w->gate_mu);
+}
+
+void tk_gate_pass(struct tk_world *w, int which, long n)
+{
+    pthread_mutex_lock(&w->gate_mu);
+    w->pass[which] += n;
     pthread_cond_broadcast(&w->gate_cv);
     pthread_mutex_unlock(&w->gate_mu);
 }
@@ -132,6 +143,8 @@ static int tk_put(void *state, const kvt_key *key, kvt_obj *obj)
     int fail = atomic_load(&w->fail_io);
     if (fail)
         return fail;
+    if (atomic_load(&w->fail_put_hash) == key->chunk_hash)
+        return KVT_EIO;
     pthread_mutex_lock(&w->mu);
     struct tk_chunk **pp = slot(w, key);
     if (!*pp) {
@@ -182,6 +195,20 @@ static int tk_batched_get(void *state, size_t n, const kvt_key *keys, kvt_obj **
 }
 
 static int tk_get_into(void *state, const kvt_key *key, void *buf, size_t cap, size_t *len);
+
+/* ABI v5: the write-through queue's batch (TestTierB only). */
+static int tk_batched_put(void *state, size_t n, const kvt_key *keys, kvt_obj *const *objs,
+                          int *sts)
+{
+    struct tk_inst *in = state;
+    long max = atomic_load(&in->w->batched_put_max);
+    while ((long)n > max && !atomic_compare_exchange_weak(&in->w->batched_put_max, &max, (long)n))
+        ;
+    atomic_fetch_add(&in->w->batched_put_calls, 1);
+    for (size_t i = 0; i < n; i++)
+        sts[i] = tk_put(state, &keys[i], objs[i]);
+    return KVT_OK;
+}
 
 /* ABI v4: a batch straight into caller buffers (TestTierB only). */
 static int tk_batched_get_into(void *state, size_t n, const kvt_key *keys, void *const *bufs,
@@ -312,6 +339,7 @@ const struct kvt_backend_ops tk_b_ops = {
     .batched_get = tk_batched_get,
     .get_into = tk_get_into,
     .batched_get_into = tk_batched_get_into,
+    .batched_put = tk_batched_put,
 };
 
 static void reg(void)
@@ -348,6 +376,9 @@ void tk_reset(struct tk_world *w)
     atomic_store(&w->batched_get_calls, 0);
     atomic_store(&w->get_into_calls, 0);
     atomic_store(&w->batched_get_into_calls, 0);
+    atomic_store(&w->batched_put_calls, 0);
+    atomic_store(&w->batched_put_max, 0);
+    atomic_store(&w->fail_put_hash, 0);
     atomic_store(&w->get_returns_null, false);
     atomic_store(&w->fail_io, 0);
     for (int g = TK_PUT; g <= TK_REMOVE; g++)

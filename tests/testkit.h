@@ -4,8 +4,8 @@
  * instances (like a remote store or files on disk), so tests can see what reached a tier
  * across close/create/recreate. Reads allocate through kvt_backend_alloc(), i.e. from
  * the CPU tier's pool, so both types declare KVT_BACKEND_USES_CPU_BUFFERS. TestTierB also
- * fills the ABI v2 and v4 slots (batched_get, get_into, batched_get_into); TestTierA is a
- * v1-style table. */
+ * fills the ABI v2, v4 and v5 slots (batched_get, get_into, batched_get_into, batched_put);
+ * TestTierA is a v1-style table. */
 #ifndef KVTIER_TESTKIT_H
 #define KVTIER_TESTKIT_H
 
@@ -24,6 +24,8 @@ struct tk_world {
     atomic_long live, created, destroyed;
     atomic_long puts, gets, contains_calls, count_prefix_calls;
     atomic_long batched_get_calls, get_into_calls, batched_get_into_calls;
+    atomic_long batched_put_calls, batched_put_max; /* ABI v5: calls, the largest n */
+    atomic_ullong fail_put_hash; /* a put of this chunk hash fails with KVT_EIO (0: none) */
     atomic_bool get_returns_null; /* get() says KVT_OK without an object (a buggy tier) */
     atomic_int fail_io;           /* put/get/contains fail with this status (0: work) */
     /* Gates: while closed, put() (before storing), get() (after reading, before
@@ -32,7 +34,7 @@ struct tk_world {
     pthread_mutex_t gate_mu;
     pthread_cond_t gate_cv;
     bool gate_closed[3];
-    long parked[3];
+    long parked[3], pass[3];
 };
 
 extern struct tk_world tk_a, tk_b;
@@ -43,6 +45,8 @@ void tk_register(void);
 enum { TK_PUT, TK_GET, TK_REMOVE };
 /* Closes or opens a world's put (put = true) or get gate. */
 void tk_gate(struct tk_world *w, bool put, bool closed);
+/* Lets the next `n` calls through a closed gate (parked ones first); it stays closed. */
+void tk_gate_pass(struct tk_world *w, int which, long n);
 /* Waits until `n` calls are parked at the put (or get) gate. */
 void tk_wait_parked(struct tk_world *w, bool put, long n);
 /* The same for any gate (TK_PUT, TK_GET, TK_REMOVE). */

@@ -77,9 +77,9 @@ static uint64_t gds_file_size(uint64_t n) { return HDR + n; }
 /* The data file with its last page whole, and the sidecar. */
 static uint64_t gds_charge(uint64_t n) { return HDR + pad4k(n) + HDR; }
 
-static int gds_header(const char *ks, const void *data, struct kvt__ft_info *in, unsigned char *h)
+static int gds_header(const char *ks, struct kvt__ft_info *in, unsigned char *h)
 {
-    (void)ks, (void)data;
+    (void)ks;
     return kvt__gds_header(&in->meta, in->payload_len, h);
 }
 

@@ -25,6 +25,7 @@
 #define NAME_MAX_REL 1024   /* longest relative name */
 #define QUARANTINE_MAX 8    /* files kept aside per directory for post-mortems */
 #define READER_WAIT_MS 2000 /* how long a write waits for readers of evicted files */
+#define PUT_BATCH 8         /* puts written as one engine run: the write queue's batch */
 
 enum { ST_WRITING, ST_LIVE, ST_GONE };
 
@@ -59,7 +60,7 @@ struct kvt__ft {
     struct kvt__ft_opts o;
     pthread_mutex_t mu;
     pthread_cond_t cv; /* bytes of an evicted file were released; monotonic clock */
-    pthread_mutex_t wmu; /* the writer's scratch pages (puts come one at a time per tier) */
+    pthread_mutex_t wmu; /* the writer's scratch pages (puts come one batch at a time) */
     struct dir *dirs;
     size_t ndirs;
     struct ent **buckets;
@@ -70,7 +71,7 @@ struct kvt__ft {
     kvt__ft_runner run;
     void *run_ctx;
     char mode[32];
-    unsigned char *scratch; /* 2 * HDR, aligned: the writer's header and tail pages */
+    unsigned char *scratch; /* 2 * HDR per put of a batch, aligned: header and tail pages */
     /* counters (mu) */
     uint64_t evictions, quarantined, corrupt, enospc, eio, cancelled, stale_tmp, indexed;
     atomic_bool warned_corrupt;
@@ -422,6 +423,19 @@ static int run(kvt__ft *ft, kvt__io *ios, size_t n)
     return ft->run ? ft->run(ft->run_ctx, ios, n) : kvt__ioeng_run(ft->eng, ios, n);
 }
 
+/* run(), with kvt__ioeng_run_held's `ready` (a runner of its own calls it first). */
+static int run_held(kvt__ft *ft, kvt__io *ios, size_t n, size_t hold, void (*ready)(void *),
+                    void *ctx)
+{
+    if (!ft->run)
+        return kvt__ioeng_run_held(ft->eng, ios, n, hold, ready, ctx);
+    ready(ctx);
+    return n ? ft->run(ft->run_ctx, ios, n) : KVT_OK;
+}
+
+/* The errno a failed transfer's result stands for. */
+static int io_errno(int res) { return res < 0 && res > -4000 ? -res : EIO; }
+
 /* ------------------------------------------------------------------ data path */
 
 /* Makes the directories `rel` lies in (under dfd). */
@@ -453,83 +467,37 @@ int kvt__ft_fsync_parent(int dirfd, const char *rel)
     return err;
 }
 
-/* Writes the file of `e` (header `h`, payload `data`) to a temp name, renames it into
- * place, runs the layout's commit hook. 0 or an errno; *renamed when the name exists. */
-static int write_file(kvt__ft *ft, struct ent *e, const unsigned char *data, unsigned char *h,
-                      unsigned char *tail, bool *renamed)
-{
-    struct dir *d = &ft->dirs[e->dir];
-    size_t size = e->info.payload_len;
-    size_t body = aligned(data) ? size / HDR * HDR : 0, rest = size - body;
-    unsigned char *bounce = NULL;
+/* One put of a batch on its way to disk. The batch goes through three passes: begin
+ * (index entry, cap reservation, header page), open (temp file laid out), then one engine
+ * run for every put's header and payload, and finish (rename into place, commit hook,
+ * LIVE or undone). A put that failed in a pass skips the rest. */
+struct wput {
+    struct ent *e; /* NULL: nothing to write (stored already, or failed in begin) */
+    const unsigned char *data;
+    unsigned char *h, *tail, *bounce; /* header and tail pages (scratch); a copy if unaligned */
+    size_t body, rest, io0, nio;      /* aligned payload bytes, the tail's; its ios */
+    size_t hio;                       /* its header's io */
+    int fd, err;                      /* err: an errno once open or I/O failed */
+    bool queued, renamed;             /* queued: its ios are in the engine run */
     char tmp[NAME_MAX_REL + 40];
-    int fd = -1, err = make_parents(d->fd, e->name);
-    *renamed = false;
-    if (!err && !aligned(data)) { /* not from our pool: cannot happen today, stay correct */
-        if (posix_memalign((void **)&bounce, HDR, pad4k(size)) != 0)
-            return ENOMEM;
-        memcpy(bounce, data, size);
-        memset(bounce + size, 0, pad4k(size) - size);
-        data = bounce;
-        body = pad4k(size);
-        rest = 0;
-    }
-    uint64_t rnd = XXH3_64bits_withSeed(e->name, strlen(e->name), (uint64_t)time(NULL) ^ (uintptr_t)e);
-    for (int tries = 0; !err && fd < 0 && tries < 8; tries++, rnd = rnd * 6364136223846793005ull + 1) {
-        ft->lay->tmp_name(e->name, rnd, tmp, sizeof tmp);
-        fd = openat(d->fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | (d->direct ? O_DIRECT : 0),
-                    0644);
-        if (fd < 0 && errno != EEXIST)
-            err = errno;
-    }
-    if (!err && fd < 0)
-        err = EEXIST;
-    /* Lay the file out first: the filesystem allocates its extents once, as for a
-     * preallocated file, instead of growing it request by request. */
-    if (!err && ft->o.fallocate && fallocate(fd, 0, 0, (off_t)(HDR + pad4k(size))) != 0 &&
-        errno != EOPNOTSUPP)
-        err = errno;
-    if (!err) {
-        kvt__io io[3];
-        size_t n = 0;
-        io[n++] = (kvt__io){.fd = fd, .write = true, .buf = h, .len = HDR, .off = 0};
-        if (body)
-            io[n++] = (kvt__io){.fd = fd, .write = true, .buf = (void *)data, .len = body, .off = HDR};
-        if (rest) {
-            memset(tail, 0, HDR);
-            memcpy(tail, data + body, rest);
-            io[n++] = (kvt__io){.fd = fd, .write = true, .buf = tail, .len = HDR, .off = HDR + body};
-        }
-        int r = run(ft, io, n);
-        if (r != KVT_OK)
-            err = r < 0 && r > -4000 ? -r : EIO;
-        else if (e->file_size != HDR + body + (rest ? HDR : 0) &&
-                 ftruncate(fd, (off_t)e->file_size) != 0)
-            err = errno;
-        else if (ft->o.fsync && fdatasync(fd) != 0)
-            err = errno;
-    }
-    free(bounce);
-    if (fd >= 0 && close(fd) != 0 && !err)
-        err = errno;
-    if (!err && renameat(d->fd, tmp, d->fd, e->name) != 0)
-        err = errno;
-    *renamed = !err;
-    if (!err && ft->o.fsync)
-        err = kvt__ft_fsync_parent(d->fd, e->name); /* renamed but not durable: the file goes */
-    if (!err && ft->lay->committed)
-        err = ft->lay->committed(ft, d->fd, e->name, h);
-    if (err && !*renamed && fd >= 0)
-        unlinkat(d->fd, tmp, 0);
-    return err;
+};
+
+/* Gives back an entry that never reached disk. mu held. */
+static void unreserve(kvt__ft *ft, struct ent *e)
+{
+    index_del(ft, e);
+    ft->used -= e->file_bytes;
+    pthread_cond_broadcast(&ft->cv);
+    free(e);
 }
 
-int kvt__ft_put(void *state, const kvt_key *key, kvt_obj *obj)
+/* Indexes `key` as being written, reserves its bytes, builds its header page in w->h.
+ * KVT_OK with w->e NULL when the key is stored already. */
+static int put_begin(kvt__ft *ft, const kvt_key *key, kvt_obj *obj, struct wput *w)
 {
-    kvt__ft *ft = state;
     char ks[KVT_KEY_STRING_MAX], name[NAME_MAX_REL];
-    const unsigned char *data = kvt_obj_data(obj);
     size_t size = kvt_obj_size(obj);
+    w->data = kvt_obj_data(obj);
     int rc = kvt_key_to_string(key, ks, sizeof ks);
     if (rc == KVT_OK)
         rc = ft->lay->name(key, ks, name, sizeof name);
@@ -570,37 +538,130 @@ int kvt__ft_put(void *state, const kvt_key *key, kvt_obj *obj)
                          "(the rest is pinned or being written). Disk space under pressure.",
                          ft->lay->tier, size);
     }
-
-    bool renamed = false;
-    pthread_mutex_lock(&ft->wmu);
-    unsigned char *h = ft->scratch, *tail = ft->scratch + HDR;
-    int err = ft->lay->header(ks, data, &e->info, h);
-    if (err != KVT_OK) {
-        pthread_mutex_unlock(&ft->wmu);
+    if ((rc = ft->lay->header(ks, &e->info, w->h)) != KVT_OK) {
         pthread_mutex_lock(&ft->mu);
-        index_del(ft, e);
-        ft->used -= e->file_bytes;
-        pthread_cond_broadcast(&ft->cv);
+        unreserve(ft, e);
         pthread_mutex_unlock(&ft->mu);
-        free(e);
-        return err;
+        return rc;
     }
-    err = write_file(ft, e, data, h, tail, &renamed);
-    pthread_mutex_unlock(&ft->wmu);
+    w->e = e;
+    return KVT_OK;
+}
 
+/* Creates w's temp file and lays it out; w->err on failure. */
+static void put_open(kvt__ft *ft, struct wput *w)
+{
+    struct ent *e = w->e;
     struct dir *d = &ft->dirs[e->dir];
+    size_t size = e->info.payload_len;
+    w->body = aligned(w->data) ? size / HDR * HDR : 0;
+    w->rest = size - w->body;
+    if ((w->err = make_parents(d->fd, e->name)) != 0)
+        return;
+    if (!aligned(w->data)) { /* not from our pool: cannot happen today, stay correct */
+        if (posix_memalign((void **)&w->bounce, HDR, pad4k(size)) != 0) {
+            w->err = ENOMEM;
+            return;
+        }
+        memcpy(w->bounce, w->data, size);
+        memset(w->bounce + size, 0, pad4k(size) - size);
+        w->data = w->bounce;
+        w->body = pad4k(size);
+        w->rest = 0;
+    }
+    uint64_t rnd = XXH3_64bits_withSeed(e->name, strlen(e->name), (uint64_t)time(NULL) ^ (uintptr_t)e);
+    for (int tries = 0; w->fd < 0 && tries < 8; tries++, rnd = rnd * 6364136223846793005ull + 1) {
+        ft->lay->tmp_name(e->name, rnd, w->tmp, sizeof w->tmp);
+        w->fd = openat(d->fd, w->tmp,
+                       O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | (d->direct ? O_DIRECT : 0), 0644);
+        if (w->fd < 0 && errno != EEXIST) {
+            w->err = errno;
+            return;
+        }
+    }
+    if (w->fd < 0)
+        w->err = EEXIST;
+    /* Lay the file out first: the filesystem allocates its extents once, as for a
+     * preallocated file, instead of growing it request by request. */
+    else if (ft->o.fallocate && fallocate(w->fd, 0, 0, (off_t)(HDR + pad4k(size))) != 0 &&
+             errno != EOPNOTSUPP)
+        w->err = errno;
+}
+
+/* Appends w's payload transfers (aligned body, tail page) to `io`. */
+static size_t payload_ios(struct wput *w, kvt__io *io, size_t n)
+{
+    w->io0 = n;
+    if (w->body)
+        io[n++] = (kvt__io){.fd = w->fd, .write = true, .buf = (void *)w->data, .len = w->body,
+                            .off = HDR};
+    if (w->rest) {
+        memset(w->tail, 0, HDR);
+        memcpy(w->tail, w->data + w->body, w->rest);
+        io[n++] = (kvt__io){.fd = w->fd, .write = true, .buf = w->tail, .len = HDR,
+                            .off = HDR + w->body};
+    }
+    w->nio = n - w->io0;
+    return n;
+}
+
+/* The engine's ready hook of a slice: seals the headers while the payloads go out. */
+struct slice {
+    kvt__ft *ft;
+    struct wput *w;
+    size_t n;
+};
+
+static void seal_headers(void *arg)
+{
+    struct slice *sl = arg;
+    for (size_t i = 0; sl->ft->lay->seal && i < sl->n; i++)
+        if (sl->w[i].e && !sl->w[i].err)
+            sl->ft->lay->seal(sl->w[i].data, &sl->w[i].e->info, sl->w[i].h);
+}
+
+/* After the I/O: the exact size, durability, close, rename into place, the commit hook;
+ * the temp file goes on failure. */
+static void put_close(kvt__ft *ft, struct wput *w)
+{
+    struct ent *e = w->e;
+    struct dir *d = &ft->dirs[e->dir];
+    int err = w->err;
+    if (!err && e->file_size != HDR + w->body + (w->rest ? HDR : 0) &&
+        ftruncate(w->fd, (off_t)e->file_size) != 0)
+        err = errno;
+    else if (!err && ft->o.fsync && fdatasync(w->fd) != 0)
+        err = errno;
+    if (w->fd >= 0 && close(w->fd) != 0 && !err)
+        err = errno;
+    if (!err && renameat(d->fd, w->tmp, d->fd, e->name) != 0)
+        err = errno;
+    w->renamed = !err;
+    if (!err && ft->o.fsync)
+        err = kvt__ft_fsync_parent(d->fd, e->name); /* renamed but not durable: the file goes */
+    if (!err && ft->lay->committed)
+        err = ft->lay->committed(ft, d->fd, e->name, w->h);
+    if (err && !w->renamed && w->fd >= 0)
+        unlinkat(d->fd, w->tmp, 0);
+    free(w->bounce);
+    w->err = err;
+}
+
+/* The entry goes LIVE, or is undone (failed, or removed or cleared while written). */
+static int put_end(kvt__ft *ft, struct wput *w)
+{
+    struct ent *e = w->e;
+    struct dir *d = &ft->dirs[e->dir];
+    int err = w->err;
     pthread_mutex_lock(&ft->mu);
     if (err || e->cancelled) {
-        if (renamed) /* removed or cleared while it was written, or not durable */
+        if (w->renamed)
             unlink_name(ft, d->fd, e->name);
-        index_del(ft, e);
-        ft->used -= e->file_bytes;
-        pthread_cond_broadcast(&ft->cv);
         if (e->cancelled && !err)
             ft->cancelled++;
         if (err)
             *(errno_status(err) == KVT_ENOSPC ? &ft->enospc : &ft->eio) += 1;
-        free(e);
+        unreserve(ft, e);
     } else {
         e->state = ST_LIVE;
         lru_append(ft, e);
@@ -610,6 +671,72 @@ int kvt__ft_put(void *state, const kvt_key *key, kvt_obj *obj)
         return kvt__fail(errno_status(err), "%s: writing %s failed: %s", ft->lay->tier, d->path,
                          strerror(err));
     return KVT_OK;
+}
+
+/* Writes up to PUT_BATCH puts whose bytes fit the cap together, as one engine run: every
+ * payload first, then every header (sealed while the payloads are in flight). */
+static void put_slice(kvt__ft *ft, size_t n, const kvt_key *keys, kvt_obj *const *objs,
+                      int *sts)
+{
+    struct wput w[PUT_BATCH];
+    kvt__io io[3 * PUT_BATCH];
+    size_t nio = 0, hold;
+    for (size_t i = 0; i < n; i++) {
+        w[i] = (struct wput){.h = ft->scratch + 2 * i * HDR, .tail = ft->scratch + (2 * i + 1) * HDR,
+                             .fd = -1};
+        sts[i] = put_begin(ft, &keys[i], objs[i], &w[i]);
+        if (w[i].e)
+            put_open(ft, &w[i]);
+        if (w[i].e && !w[i].err)
+            nio = payload_ios(&w[i], io, nio);
+    }
+    hold = nio;
+    for (size_t i = 0; i < n; i++)
+        if ((w[i].queued = w[i].e && !w[i].err)) {
+            w[i].hio = nio;
+            io[nio++] = (kvt__io){.fd = w[i].fd, .write = true, .buf = w[i].h, .len = HDR, .off = 0};
+        }
+    struct slice sl = {ft, w, n};
+    run_held(ft, io, nio, hold, seal_headers, &sl); /* each io has its own result */
+    for (size_t i = 0; i < n; i++) {
+        if (!w[i].e)
+            continue;
+        for (size_t k = w[i].io0; w[i].queued && k < w[i].io0 + w[i].nio; k++)
+            if (io[k].res != KVT_OK && !w[i].err)
+                w[i].err = io_errno(io[k].res);
+        if (w[i].queued && io[w[i].hio].res != KVT_OK && !w[i].err)
+            w[i].err = io_errno(io[w[i].hio].res);
+        put_close(ft, &w[i]);
+        sts[i] = put_end(ft, &w[i]);
+    }
+}
+
+int kvt__ft_batched_put(void *state, size_t n, const kvt_key *keys, kvt_obj *const *objs,
+                        int *sts)
+{
+    kvt__ft *ft = state;
+    pthread_mutex_lock(&ft->wmu);
+    for (size_t i = 0, k; i < n; i = k) {
+        /* A slice never holds more than the cap, so its reservations can always evict
+         * older chunks rather than fail for bytes its own puts hold. */
+        uint64_t bytes = ft->lay->charge(kvt_obj_size(objs[i]));
+        for (k = i + 1; k < n && k - i < PUT_BATCH; k++) {
+            uint64_t more = ft->lay->charge(kvt_obj_size(objs[k]));
+            if (bytes + more > ft->cap)
+                break;
+            bytes += more;
+        }
+        put_slice(ft, k - i, keys + i, objs + i, sts + i);
+    }
+    pthread_mutex_unlock(&ft->wmu);
+    return KVT_OK;
+}
+
+int kvt__ft_put(void *state, const kvt_key *key, kvt_obj *obj)
+{
+    int st;
+    kvt__ft_batched_put(state, 1, key, &obj, &st);
+    return st;
 }
 
 /* Reads the leased file into `buf` (`cap` bytes); the caller ends the lease. */
@@ -1168,7 +1295,7 @@ int kvt__ft_open(const kvt_backend_env *env, const struct kvt__ft_layout *lay,
     ft->nbuckets = 1024;
     int rc = KVT_OK;
     if (!(ft->buckets = calloc(ft->nbuckets, sizeof *ft->buckets)) ||
-        posix_memalign((void **)&ft->scratch, HDR, 2 * HDR) != 0)
+        posix_memalign((void **)&ft->scratch, HDR, 2 * HDR * PUT_BATCH) != 0)
         rc = kvt__fail(KVT_ENOMEM, "cannot allocate %s", lay->tier);
     if (rc == KVT_OK)
         rc = open_dirs(ft, o->dirs, o->dirs_key);

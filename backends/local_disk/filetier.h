@@ -50,9 +50,12 @@ struct kvt__ft_layout {
      * 4096 + n rounded up to 4096), and the bytes a chunk counts against the cap. */
     uint64_t (*file_size)(uint64_t n);
     uint64_t (*charge)(uint64_t n);
-    /* Builds the header page of a put; may set info->sum from `data`. */
-    int (*header)(const char *key_string, const void *data, struct kvt__ft_info *info,
-                  unsigned char h[KVT__FT_HDR]);
+    /* Builds the header page of a put, before its payload is written. */
+    int (*header)(const char *key_string, struct kvt__ft_info *info, unsigned char h[KVT__FT_HDR]);
+    /* Optional: finishes that page with what it needs from the payload (LocalDisk: its
+     * checksum, kept in info->sum too). Called while the payload's writes are in flight,
+     * before the header's own; `data` holds the whole payload. */
+    void (*seal)(const void *data, struct kvt__ft_info *info, unsigned char h[KVT__FT_HDR]);
     /* Checks a finished read: `head` is the header page read with it (NULL unless
      * read_header), `buf` the payload. KVT_OK, else a reason in *why. */
     bool read_header;
@@ -136,6 +139,8 @@ void kvt__ft_scan_bad(kvt__ft *ft, struct kvt__ft_scan *sc, size_t dir, const ch
 /* The backend slots; `state` is the kvt__ft *. */
 void kvt__ft_destroy(void *state);
 int kvt__ft_put(void *state, const kvt_key *key, kvt_obj *obj);
+int kvt__ft_batched_put(void *state, size_t n, const kvt_key *keys, kvt_obj *const *objs,
+                        int *sts);
 int kvt__ft_get(void *state, const kvt_key *key, kvt_obj **out);
 int kvt__ft_get_into(void *state, const kvt_key *key, void *buf, size_t cap, size_t *len);
 int kvt__ft_batched_get(void *state, size_t n, const kvt_key *keys, kvt_obj **outs, int *sts);
@@ -156,6 +161,6 @@ int kvt__ft_ping(void *state);
     .contains = kvt__ft_contains, .remove = kvt__ft_remove, .clear = kvt__ft_clear,               \
     .count_prefix = kvt__ft_count_prefix, .unpin = kvt__ft_unpin, .stats = kvt__ft_stats,         \
     .batched_get = kvt__ft_batched_get, .get_into = kvt__ft_get_into, .ping = kvt__ft_ping,     \
-    .batched_get_into = kvt__ft_batched_get_into
+    .batched_get_into = kvt__ft_batched_get_into, .batched_put = kvt__ft_batched_put
 
 #endif

@@ -149,11 +149,18 @@ static void ld_tmp_name(const char *name, uint64_t rnd, char *out, size_t cap)
 
 static uint64_t ld_file_size(uint64_t n) { return HDR + pad4k(n); }
 
-static int ld_header(const char *ks, const void *data, struct kvt__ft_info *in, unsigned char *h)
+static int ld_header(const char *ks, struct kvt__ft_info *in, unsigned char *h)
+{
+    header_build(h, ks, in->payload_len, &in->meta, 0);
+    return KVT_OK;
+}
+
+/* The payload's checksum, and the header's own over it. */
+static void ld_seal(const void *data, struct kvt__ft_info *in, unsigned char *h)
 {
     in->sum = XXH3_64bits(data, in->payload_len);
-    header_build(h, ks, in->payload_len, &in->meta, in->sum);
-    return KVT_OK;
+    put64(h + H_PAYSUM, in->sum);
+    put64(h + H_HDRSUM, XXH3_64bits(h, H_HDRSUM));
 }
 
 static bool ld_verify(const struct kvt__ft_info *in, const unsigned char *head, const void *buf,
@@ -197,6 +204,7 @@ static const struct kvt__ft_layout ld_layout = {
     .file_size = ld_file_size,
     .charge = ld_file_size,
     .header = ld_header,
+    .seal = ld_seal,
     .verify = ld_verify,
     .is_tmp = ld_is_tmp,
     .scan_depth = 0,

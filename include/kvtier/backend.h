@@ -22,7 +22,7 @@
 extern "C" {
 #endif
 
-#define KVT_BACKEND_ABI_VERSION 4u
+#define KVT_BACKEND_ABI_VERSION 5u
 #define KVT_NAME_MAX 64 /**< backend names, including the NUL */
 
 typedef enum kvt_log_level {
@@ -83,7 +83,7 @@ struct kvt_backend_ops {
     /** Frees an instance. The store calls it only after all I/O has drained. */
     void (*destroy)(void *state);
     /** Stores `obj` (borrowed: retain it to keep it). Non-CPU tiers are called from the
-     *  instance's write-through thread, one put at a time; a tier without a ping slot also
+     *  instance's write-through thread, one put (or batched_put) at a time; a tier without a ping slot also
      *  gets the circuit breaker's probe put (a scratch key) from the store's health thread,
      *  which may overlap with it. An existing key: KVT_OK. */
     int (*put)(void *state, const kvt_key *key, kvt_obj *obj);
@@ -130,7 +130,15 @@ struct kvt_backend_ops {
      *  others go through batched_get() so that hits can be promoted. */
     int (*batched_get_into)(void *state, size_t n, const kvt_key *keys, void *const *bufs,
                             const size_t *caps, size_t *lens, int *statuses);
-    /* ---- ABI version 4 ends here; append only ---- */
+    /* ---- ABI version 4 ends here ---- */
+    /** Optional: stores `n` objects at once (one I/O batch), with put()'s rules for each:
+     *  objs[i] borrowed, statuses[i] what put() would return for keys[i] (every one is
+     *  set). The write-through thread hands it up to 8 queued items at a time, never
+     *  waiting for more; without the slot it calls put() once per item. Returns KVT_OK
+     *  unless the whole batch failed. */
+    int (*batched_put)(void *state, size_t n, const kvt_key *keys, kvt_obj *const *objs,
+                       int *statuses);
+    /* ---- ABI version 5 ends here; append only ---- */
 };
 
 /** True when `ops` was built with slot `slot` and fills it. */

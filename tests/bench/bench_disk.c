@@ -3,15 +3,18 @@
  *
  * For 14 and 32 MiB chunks, interleaved trials of:
  * - fio at the tier's request size and queue depth (O_DIRECT, io_uring) writing then
- *   reading B chunks' worth in one laid-out file (what fio measures);
+ *   reading B chunks' worth in one laid-out file (what fio measures), and writing B fresh
+ *   files of one chunk each (laid out by fio untimed: the tier's put, minus the naming);
  * - the raw loop: O_DIRECT io_uring at the same request size and depth doing what the
  *   tier does per chunk: create a file, lay it out (fallocate), write a 4096-byte header
  *   and the chunk, close, rename; then open each and read it back (the equivalent baseline);
- * - kvtier putting B chunks (zero-copy kvt_put_obj + kvt_flush); kvt_get_into of each
+ * - kvtier putting B chunks (zero-copy kvt_put_obj + kvt_flush, the objects filled
+ *   before the clock starts, as the raw loop's buffers are); kvt_get_into of each
  *   (CPU tier too small to stage: the get_into slot reads straight into the caller's
  *   buffer); kvt_batched_get_into of all B (CPU tier bypassed: one batch through the pool).
  * Medians printed as
- *   disk_put_ratio_14MiB=0.93 min=.. max=..      (vs the raw loop; *_fio_ratio_* vs fio)
+ *   disk_put_ratio_14MiB=0.93 min=.. max=..      (vs the raw loop; *_fio_ratio_* vs fio,
+ *                                                 *_fio_fresh_ratio_* vs fio's fresh files)
  * plus the best fio configuration found (the device ceiling) and the re-index time of
  * 10,000 and 100,000 files (page cache dropped first when we may).
  *
@@ -115,14 +118,21 @@ static kvt_key key_of(uint64_t h)
     return k;
 }
 
-/* MiB/s fio reports for one job; 0 when fio is missing or fails. */
-static double fio(const char *rw, size_t bytes, int bs_kib, int iodepth)
+/* MiB/s fio reports for one job; 0 when fio is missing or fails. `files` = 0: one
+ * laid-out file, overwritten or read in place; else that many fresh files of bytes/files
+ * each (laid out by fio before the clock starts, written round-robin, then deleted). */
+static double fio(const char *rw, size_t bytes, int bs_kib, int iodepth, int files)
 {
-    char cmd[1400], line[8192];
+    char cmd[1400], line[8192], where[700];
+    if (files)
+        snprintf(where, sizeof where, "--directory=%s --nrfiles=%d --filesize=%zu --unlink=1", dir,
+                 files, bytes / (size_t)files);
+    else
+        snprintf(where, sizeof where, "--filename=%s/fio.dat", dir);
     snprintf(cmd, sizeof cmd,
-             "fio --name=b --filename=%s/fio.dat --size=%zu --bs=%dk --iodepth=%d --direct=1 "
+             "fio --name=b %s --size=%zu --bs=%dk --iodepth=%d --direct=1 "
              "--ioengine=io_uring --rw=%s --output-format=terse --terse-version=3 2>/dev/null",
-             dir, bytes, bs_kib, iodepth, rw);
+             where, bytes, bs_kib, iodepth, rw);
     FILE *p = popen(cmd, "r");
     double bw = 0;
     if (!p)
@@ -157,6 +167,10 @@ static double raw_loop(bool write, void **bufs, size_t chunk, int batch)
     mkdir(d, 0755);
     if (io_uring_queue_init((unsigned)depth, &ring, 0) != 0)
         return 0;
+    for (int i = 0; write && i < batch; i++) { /* as the tier's trial, which starts cleared */
+        snprintf(p, sizeof p, "%s/c%d", d, i);
+        unlink(p);
+    }
     double t0 = now_s();
     for (int i = 0; i < batch; i++) {
         snprintf(p, sizeof p, write ? "%s/.c%d.tmp" : "%s/c%d", d, i);
@@ -222,12 +236,13 @@ static void bench_chunk(size_t chunk, int batch)
     int n = quick ? 1 : trials;
     double *put = calloc((size_t)n, sizeof *put), *get = calloc((size_t)n, sizeof *get),
            *bat = calloc((size_t)n, sizeof *bat), *fw = calloc((size_t)n, sizeof *fw),
-           *fr = calloc((size_t)n, sizeof *fr), *rw = calloc((size_t)n, sizeof *rw),
+           *fr = calloc((size_t)n, sizeof *fr), *ff = calloc((size_t)n, sizeof *ff), *rw = calloc((size_t)n, sizeof *rw),
            *rr = calloc((size_t)n, sizeof *rr);
     void **bufs = calloc((size_t)batch, sizeof *bufs);
     size_t *caps = calloc((size_t)batch, sizeof *caps), *lens = calloc((size_t)batch, sizeof *lens);
     int *sts = calloc((size_t)batch, sizeof *sts);
     kvt_key *keys = calloc((size_t)batch, sizeof *keys);
+    kvt_obj **objs = calloc((size_t)batch, sizeof *objs);
     double total = (double)chunk * batch / MiB;
     for (int i = 0; i < batch; i++) {
         bufs[i] = aligned_alloc(4096, chunk);
@@ -236,24 +251,28 @@ static void bench_chunk(size_t chunk, int batch)
     }
     for (int t = 0; t < n; t++) {
         if (!quick) {
-            fw[t] = fio("write", chunk * (size_t)batch, req_kib, depth);
-            fr[t] = fio("read", chunk * (size_t)batch, req_kib, depth);
+            fw[t] = fio("write", chunk * (size_t)batch, req_kib, depth, 0);
+            ff[t] = fio("write", chunk * (size_t)batch, req_kib, depth, batch);
+            fr[t] = fio("read", chunk * (size_t)batch, req_kib, depth, 0);
         }
         rw[t] = raw_loop(true, bufs, chunk, batch);
         rr[t] = raw_loop(false, bufs, chunk, batch);
         /* put: a store whose CPU tier stages the batch */
         kvt_store *s = open_store("tier", (double)chunk * (batch + 2) / (MiB * 1024), 64);
-        double t0 = now_s();
-        for (int i = 0; i < batch; i++) {
-            kvt_obj *obj = NULL;
-            int rc = kvt_obj_alloc(s, chunk, NULL, &obj);
+        for (int i = 0; i < batch; i++) { /* the engine's side: it fills the chunks first */
+            int rc = kvt_obj_alloc(s, chunk, NULL, &objs[i]);
             if (rc != KVT_OK)
                 die("obj_alloc", rc);
-            memset(kvt_obj_data_mut(obj), t + i, 4096); /* touch: the rest is pool memory */
+            memcpy(kvt_obj_data_mut(objs[i]), bufs[i], chunk);
+            memset(kvt_obj_data_mut(objs[i]), t + i, 64);
             keys[i] = key_of((uint64_t)t * 1000 + (uint64_t)i + chunk);
-            if ((rc = kvt_put_obj(s, &keys[i], obj)) != KVT_OK)
+        }
+        double t0 = now_s();
+        for (int i = 0; i < batch; i++) {
+            int rc = kvt_put_obj(s, &keys[i], objs[i]);
+            if (rc != KVT_OK)
                 die("put_obj", rc);
-            kvt_obj_release(obj);
+            kvt_obj_release(objs[i]);
         }
         int rc = kvt_flush(s, 600000);
         if (rc != KVT_OK)
@@ -294,6 +313,7 @@ static void bench_chunk(size_t chunk, int batch)
     ratios(PFX "_batched_get_ratio", mib, bat, rr, n);
     if (!quick && fw[0] > 0) {
         ratios(PFX "_put_fio_ratio", mib, put, fw, n);
+        ratios(PFX "_put_fio_fresh_ratio", mib, put, ff, n);
         ratios(PFX "_get_into_fio_ratio", mib, get, fr, n);
         ratios(PFX "_batched_get_fio_ratio", mib, bat, fr, n);
         if (ceiling_mibps > 0) {
@@ -304,6 +324,8 @@ static void bench_chunk(size_t chunk, int batch)
         }
         snprintf(name, sizeof name, "fio_write_MiBps_%dMiB_bs%dk_qd%d", mib, req_kib, depth);
         report(name, fw, n);
+        snprintf(name, sizeof name, "fio_fresh_write_MiBps_%dMiB_bs%dk_qd%d", mib, req_kib, depth);
+        report(name, ff, n);
         snprintf(name, sizeof name, "fio_read_MiBps_%dMiB_bs%dk_qd%d", mib, req_kib, depth);
         report(name, fr, n);
     }
@@ -320,8 +342,8 @@ static void bench_chunk(size_t chunk, int batch)
     fflush(stdout);
     for (int i = 0; i < batch; i++)
         free(bufs[i]);
-    free(bufs), free(caps), free(lens), free(sts), free(keys);
-    free(put), free(get), free(bat), free(fw), free(fr), free(rw), free(rr);
+    free(bufs), free(caps), free(lens), free(sts), free(keys), free(objs);
+    free(put), free(get), free(bat), free(fw), free(ff), free(fr), free(rw), free(rr);
 }
 
 /* Best read bandwidth over a few fio shapes: the device ceiling. */
@@ -332,7 +354,7 @@ static double ceiling(void)
     double best = 0;
     for (size_t i = 0; i < sizeof bs / sizeof bs[0]; i++)
         for (size_t j = 0; j < sizeof qd / sizeof qd[0]; j++) {
-            double bw = fio("read", 1024u << 20, bs[i], qd[j]);
+            double bw = fio("read", 1024u << 20, bs[i], qd[j], 0);
             if (bw > best) {
                 best = bw;
                 printf("# fio read bs=%dk qd=%d: %.0f MiB/s\n", bs[i], qd[j], bw);
@@ -419,7 +441,7 @@ int main(int argc, char **argv)
         reindex(300);
         return 0;
     }
-    if (fio("read", 64u << 20, 512, 32) <= 0)
+    if (fio("read", 64u << 20, 512, 32, 0) <= 0)
         printf("# fio not found: ratios omitted (tests/install-deps.sh installs it)\n");
     else
         ceiling_mibps = ceiling();
