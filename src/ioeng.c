@@ -164,10 +164,38 @@ static void ring_reset(kvt__ioeng *e, struct ring *r)
     }                       /* only this ring's leaseholder could) */
 }
 
-/* `ready`, unless NULL, runs once the first `lim` requests (those of the held run's first
- * transfers) have had a submit; requests past `lim` wait for it. */
-static int run_uring(kvt__ioeng *e, kvt__io *ios, struct req *reqs, size_t nreq, size_t lim,
-                     void (*ready)(void *), void *ctx)
+/* A hooked run's bookkeeping: requests past `lim` wait for `ready` (NULL once it ran); a
+ * transfer whose requests have all finished (`left` reaches 0) waits in `fin` for
+ * hooks->done, which runs once the ring has been topped up again. `called`: done() ran. */
+struct track {
+    const struct kvt__ioeng_hooks *h;
+    void (*ready)(void *);
+    size_t lim, *left, *fin, nfin, taken;
+    bool *called;
+};
+
+static void finished(struct track *t, uint32_t io)
+{
+    if (t->left && --t->left[io] == 0)
+        t->fin[t->nfin++] = io;
+}
+
+static void call_done(struct track *t, size_t io)
+{
+    if (t->h->done && !(t->called && t->called[io])) {
+        if (t->called)
+            t->called[io] = true;
+        t->h->done(t->h->ctx, io);
+    }
+}
+
+static void run_done(struct track *t)
+{
+    for (; t->taken < t->nfin; t->taken++)
+        call_done(t, t->fin[t->taken]);
+}
+
+static int run_uring(kvt__ioeng *e, kvt__io *ios, struct req *reqs, size_t nreq, struct track *t)
 {
     struct ring *rg = lease(e);
     struct io_uring *ring = &rg->ring;
@@ -179,13 +207,13 @@ static int run_uring(kvt__ioeng *e, kvt__io *ios, struct req *reqs, size_t nreq,
         unlease(e, rg);
         return kvt__fail(KVT_ENOMEM, "cannot allocate an I/O batch");
     }
-    if (!ready)
-        lim = nreq;
     while (next < nreq || nredo || inflight) {
-        while (!hard && inflight < depth && (nredo || next < lim)) {
+        while (!hard && inflight < depth && (nredo || next < t->lim)) {
             size_t k = nredo ? redo[--nredo] : next++;
-            if (ios[reqs[k].io].res != KVT_OK)
-                continue; /* its transfer already failed: the rest is moot */
+            if (ios[reqs[k].io].res != KVT_OK) {
+                finished(t, reqs[k].io); /* its transfer already failed: the rest is moot */
+                continue;
+            }
             struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
             if (!sqe) { /* SQ full (cannot happen with inflight < depth): retry it later */
                 redo[nredo++] = k;
@@ -206,12 +234,13 @@ static int run_uring(kvt__ioeng *e, kvt__io *ios, struct req *reqs, size_t nreq,
                 queued = 0;
             }
         }
-        if (ready) { /* while the first requests are in flight */
-            ready(ctx);
-            ready = NULL;
-            lim = nreq;
+        if (t->ready) { /* while the first requests are in flight */
+            t->ready(t->h->ctx);
+            t->ready = NULL;
+            t->lim = nreq;
             continue;
         }
+        run_done(t); /* the device has the next requests meanwhile */
         if (!inflight || inflight == queued) {
             if (hard)
                 break;
@@ -238,8 +267,8 @@ static int run_uring(kvt__ioeng *e, kvt__io *ios, struct req *reqs, size_t nreq,
                     settle(io, r, res);
                 atomic_fetch_add_explicit(&e->resubmits, 1, memory_order_relaxed);
                 redo[nredo++] = k;
-            } else {
-                settle(io, r, res);
+            } else if (settle(io, r, res)) {
+                finished(t, r->io);
             }
         }
         io_uring_cq_advance(ring, seen);
@@ -354,35 +383,52 @@ static int run_posix(kvt__ioeng *e, kvt__io *ios, struct req *reqs, size_t nreq)
 
 /* ------------------------------------------------------------------ API */
 
-int kvt__ioeng_run_held(kvt__ioeng *e, kvt__io *ios, size_t n, size_t hold,
-                        void (*ready)(void *), void *ctx)
+int kvt__ioeng_run_hooked(kvt__ioeng *e, kvt__io *ios, size_t n, const struct kvt__ioeng_hooks *h)
 {
-    size_t nreq = 0, lim = 0;
+    static const struct kvt__ioeng_hooks none = {0};
+    struct track t = {.h = h ? h : &none};
+    size_t nreq = 0;
     struct req *reqs = n ? split(e, ios, n, &nreq) : NULL;
-    if (ready && (!reqs || hold == 0 || !e->uring)) { /* nothing to overlap it with */
-        ready(ctx);
-        ready = NULL;
+    bool ok = n == 0 || reqs;
+    if (ok && n && t.h->done &&
+        (!(t.left = calloc(n, sizeof *t.left)) || !(t.fin = malloc(n * sizeof *t.fin)) ||
+         !(t.called = calloc(n, sizeof *t.called)))) {
+        kvt__fail(KVT_ENOMEM, "cannot allocate an I/O batch");
+        ok = false;
     }
-    if (n == 0)
-        return KVT_OK;
-    if (!reqs) {
+    t.lim = nreq;
+    if (ok && e->uring && t.h->ready) { /* a ring overlaps ready with the first transfers */
+        size_t lim = nreq;
+        while (lim > 0 && reqs[lim - 1].io >= t.h->hold) /* split() keeps their order */
+            lim--;
+        if (lim) {
+            t.ready = t.h->ready;
+            t.lim = lim;
+        }
+    }
+    if (t.h->ready && !t.ready) /* nothing to overlap it with */
+        t.h->ready(t.h->ctx);
+    int rc = KVT_OK;
+    if (!ok) {
+        rc = KVT_ENOMEM;
         for (size_t i = 0; i < n; i++)
             ios[i].res = KVT_ENOMEM;
-        return KVT_ENOMEM;
+    } else if (n) {
+        for (size_t k = 0; t.left && k < nreq; k++)
+            t.left[reqs[k].io]++;
+        atomic_fetch_add_explicit(&e->batches, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&e->requests, nreq, memory_order_relaxed);
+        rc = e->uring ? run_uring(e, ios, reqs, nreq, &t) : run_posix(e, ios, reqs, nreq);
     }
-    while (ready && lim < nreq && reqs[lim].io < hold) /* split() keeps the transfers' order */
-        lim++;
-    atomic_fetch_add_explicit(&e->batches, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&e->requests, nreq, memory_order_relaxed);
-    int rc = e->uring ? run_uring(e, ios, reqs, nreq, lim, ready, ctx)
-                      : run_posix(e, ios, reqs, nreq);
-    free(reqs);
+    for (size_t i = 0; i < n; i++) /* the rest: pread mode, empty or failed transfers */
+        call_done(&t, i);
+    free(t.left), free(t.fin), free(t.called), free(reqs);
     return rc != KVT_OK ? rc : first_error(ios, n);
 }
 
 int kvt__ioeng_run(kvt__ioeng *e, kvt__io *ios, size_t n)
 {
-    return kvt__ioeng_run_held(e, ios, n, n, NULL, NULL);
+    return kvt__ioeng_run_hooked(e, ios, n, NULL);
 }
 
 static void free_rings(kvt__ioeng *e)

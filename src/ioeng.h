@@ -63,12 +63,21 @@ void kvt__ioeng_free(kvt__ioeng *e);
  * when every transfer succeeded, else the first failing transfer's res (each io has its
  * own). Thread-safety: any thread, concurrently (batches lease distinct rings). */
 int kvt__ioeng_run(kvt__ioeng *e, kvt__io *ios, size_t n);
-/* As kvt__ioeng_run, but the transfers from ios[hold] on start only after `ready(ctx)`
- * returned; it is called once, on the caller's thread, while the first transfers'
- * requests are in flight (first, in pread mode), so a caller can finish what the later
- * transfers carry (a header with the payload's checksum) while the device works. */
-int kvt__ioeng_run_held(kvt__ioeng *e, kvt__io *ios, size_t n, size_t hold,
-                        void (*ready)(void *), void *ctx);
+/* What a caller does while its batch runs, on its own thread (each hook may be NULL):
+ * - ready(ctx): called once; the transfers from ios[hold] on start only after it returned,
+ *   and it runs while the earlier transfers are in flight (first, in pread mode), so a
+ *   caller can finish what the later ones carry (a header with the payload's checksum);
+ * - done(ctx, i): called once per transfer when it has finished or failed (its res is
+ *   final), while later transfers may still be in flight (all at the end, in pread mode),
+ *   so a caller can check one chunk while the device reads the next. */
+struct kvt__ioeng_hooks {
+    size_t hold;
+    void (*ready)(void *ctx);
+    void (*done)(void *ctx, size_t i);
+    void *ctx;
+};
+/* kvt__ioeng_run with hooks (NULL: none). */
+int kvt__ioeng_run_hooked(kvt__ioeng *e, kvt__io *ios, size_t n, const struct kvt__ioeng_hooks *h);
 /* "io_uring" or "pread". Static string. */
 const char *kvt__ioeng_mode(const kvt__ioeng *e);
 /* The -errno io_uring setup failed with when the engine fell back; 0 otherwise. */

@@ -423,14 +423,17 @@ static int run(kvt__ft *ft, kvt__io *ios, size_t n)
     return ft->run ? ft->run(ft->run_ctx, ios, n) : kvt__ioeng_run(ft->eng, ios, n);
 }
 
-/* run(), with kvt__ioeng_run_held's `ready` (a runner of its own calls it first). */
-static int run_held(kvt__ft *ft, kvt__io *ios, size_t n, size_t hold, void (*ready)(void *),
-                    void *ctx)
+/* run() with the engine's hooks (a runner of its own gets them around its run). */
+static int run_hooked(kvt__ft *ft, kvt__io *ios, size_t n, const struct kvt__ioeng_hooks *h)
 {
     if (!ft->run)
-        return kvt__ioeng_run_held(ft->eng, ios, n, hold, ready, ctx);
-    ready(ctx);
-    return n ? ft->run(ft->run_ctx, ios, n) : KVT_OK;
+        return kvt__ioeng_run_hooked(ft->eng, ios, n, h);
+    if (h->ready)
+        h->ready(h->ctx);
+    int rc = n ? ft->run(ft->run_ctx, ios, n) : KVT_OK;
+    for (size_t i = 0; h->done && i < n; i++)
+        h->done(h->ctx, i);
+    return rc;
 }
 
 /* The errno a failed transfer's result stands for. */
@@ -697,7 +700,8 @@ static void put_slice(kvt__ft *ft, size_t n, const kvt_key *keys, kvt_obj *const
             io[nio++] = (kvt__io){.fd = w[i].fd, .write = true, .buf = w[i].h, .len = HDR, .off = 0};
         }
     struct slice sl = {ft, w, n};
-    run_held(ft, io, nio, hold, seal_headers, &sl); /* each io has its own result */
+    struct kvt__ioeng_hooks hk = {.hold = hold, .ready = seal_headers, .ctx = &sl};
+    run_hooked(ft, io, nio, &hk); /* each io has its own result */
     for (size_t i = 0; i < n; i++) {
         if (!w[i].e)
             continue;
@@ -825,52 +829,79 @@ static void *batch_dest(kvt__ft *ft, const struct lease *l, size_t i, kvt_obj **
 
 /* All `n` reads as one engine batch (one io_uring submission stream at the tier's depth),
  * into pool objects (`outs`) or straight into the caller's buffers. */
+/* A batch read in progress: chunk i owns transfers first[i]..first[i+1]; `left[i]` of them
+ * are unfinished. The engine's done hook checks a chunk as soon as its last transfer
+ * ends, while the device reads the next ones. */
+struct rbatch {
+    kvt__ft *ft;
+    struct lease *ls;
+    kvt__io *io;
+    size_t *first, *left, *owner;
+    bool *bad;
+    void **dst;
+    struct pages *pg;
+    kvt_obj **outs;
+    int *sts;
+};
+
+static void chunk_read(void *arg, size_t k)
+{
+    struct rbatch *b = arg;
+    size_t i = b->owner[k];
+    if (--b->left[i] > 0)
+        return;
+    b->sts[i] = read_done(b->ft, &b->ls[i], b->dst[i], &b->pg[i], b->io + b->first[i],
+                          b->first[i + 1] - b->first[i], &b->bad[i]);
+    if (b->sts[i] != KVT_OK && b->outs) {
+        kvt_obj_release(b->outs[i]);
+        b->outs[i] = NULL;
+    }
+}
+
 static int read_batch(kvt__ft *ft, size_t n, const kvt_key *keys, kvt_obj **outs,
                       void *const *bufs, const size_t *caps, size_t *lens, int *sts)
 {
     size_t m = n ? n : 1, nio = 0;
-    struct lease *ls = calloc(m, sizeof *ls);
-    kvt__io *io = calloc(3 * m, sizeof *io);
-    size_t *first = calloc(m + 1, sizeof *first);
-    bool *bad = calloc(m, sizeof *bad);
-    void **dst = calloc(m, sizeof *dst);
-    struct pages *pg = NULL;
-    if (!ls || !io || !first || !bad || !dst ||
-        posix_memalign((void **)&pg, HDR, m * sizeof *pg) != 0) {
-        free(ls), free(io), free(first), free(bad), free(dst);
-        return kvt__fail(KVT_ENOMEM, "cannot allocate a %s batch", ft->lay->tier);
+    struct rbatch b = {.ft = ft, .outs = outs, .sts = sts};
+    b.ls = calloc(m, sizeof *b.ls);
+    b.io = calloc(3 * m, sizeof *b.io);
+    b.first = calloc(m + 1, sizeof *b.first);
+    b.left = calloc(m, sizeof *b.left);
+    b.owner = calloc(3 * m, sizeof *b.owner);
+    b.bad = calloc(m, sizeof *b.bad);
+    b.dst = calloc(m, sizeof *b.dst);
+    int rc = KVT_OK;
+    if (!b.ls || !b.io || !b.first || !b.left || !b.owner || !b.bad || !b.dst ||
+        posix_memalign((void **)&b.pg, HDR, m * sizeof *b.pg) != 0) {
+        rc = kvt__fail(KVT_ENOMEM, "cannot allocate a %s batch", ft->lay->tier);
+        n = 0;
     }
     pthread_mutex_lock(&ft->mu);
     for (size_t i = 0; i < n; i++) /* unaligned buffers read buffered, unless a runner copies */
-        sts[i] = lease_get(ft, &keys[i], outs || aligned(bufs[i]) || ft->run, &ls[i]);
+        sts[i] = lease_get(ft, &keys[i], outs || aligned(bufs[i]) || ft->run, &b.ls[i]);
     pthread_mutex_unlock(&ft->mu);
     for (size_t i = 0; i < n; i++) {
         size_t cap = 0;
         if (outs)
             outs[i] = NULL;
-        first[i] = nio;
+        b.first[i] = nio;
         if (sts[i] == KVT_OK &&
-            (dst[i] = batch_dest(ft, &ls[i], i, outs, bufs, caps, lens, sts, &cap)) != NULL)
-            nio += read_ios(ft, &ls[i], dst[i], cap, &pg[i], io + nio);
+            (b.dst[i] = batch_dest(ft, &b.ls[i], i, outs, bufs, caps, lens, sts, &cap)) != NULL)
+            nio += read_ios(ft, &b.ls[i], b.dst[i], cap, &b.pg[i], b.io + nio);
+        b.left[i] = nio - b.first[i];
+        for (size_t k = b.first[i]; k < nio; k++)
+            b.owner[k] = i;
     }
-    first[n] = nio;
-    run(ft, io, nio); /* each transfer carries its own result */
-    for (size_t i = 0; i < n; i++) {
-        if (!dst[i])
-            continue;
-        sts[i] = read_done(ft, &ls[i], dst[i], &pg[i], io + first[i], first[i + 1] - first[i],
-                           &bad[i]);
-        if (sts[i] != KVT_OK && outs) {
-            kvt_obj_release(outs[i]);
-            outs[i] = NULL;
-        }
-    }
+    b.first[n] = nio;
+    struct kvt__ioeng_hooks hk = {.done = chunk_read, .ctx = &b};
+    run_hooked(ft, b.io, nio, &hk); /* each transfer carries its own result */
     pthread_mutex_lock(&ft->mu);
     for (size_t i = 0; i < n; i++)
-        lease_end(ft, &ls[i], bad[i]);
+        lease_end(ft, &b.ls[i], b.bad[i]);
     pthread_mutex_unlock(&ft->mu);
-    free(bad), free(pg), free(ls), free(io), free(first), free(dst);
-    return KVT_OK;
+    free(b.bad), free(b.pg), free(b.ls), free(b.io), free(b.first), free(b.left), free(b.owner);
+    free(b.dst);
+    return rc;
 }
 
 int kvt__ft_batched_get(void *state, size_t n, const kvt_key *keys, kvt_obj **outs, int *sts)
