@@ -447,6 +447,60 @@ static void cap_under_churn(void **state)
     assert_int_equal(kvt_store_close(s), KVT_OK);
 }
 
+/* batched_put of more chunks than the cap holds: every put lands (the batch is cut into
+ * slices the cap can hold, so older chunks are evicted rather than puts refused), the cap
+ * holds, and the newest chunks are the ones kept. Then a batched read with a corrupt chunk
+ * in the middle: that one alone misses and is quarantined. */
+static void batches_wider_than_the_cap(void **state)
+{
+    (void)state;
+    const char *dir = fresh_dir("batch");
+    kvt_store *s = open_disk(dir, 4, 3.5 * FILE_BYTES / (1024.0 * 1024.0), NULL, NULL);
+    kvt__snap *sn = kvt__snap_get(s);
+    kvt__bk *bk = kvt__snap_find(sn, DISK);
+    kvt_key keys[8];
+    kvt_obj *objs[8];
+    int sts[8];
+    for (uint64_t i = 0; i < 8; i++) {
+        keys[i] = tk_key(i + 1);
+        assert_int_equal(kvt_obj_alloc(s, LEN, NULL, &objs[i]), KVT_OK);
+        tk_fill(kvt_obj_data_mut(objs[i]), LEN, i + 1);
+    }
+    assert_int_equal(bk->ops->batched_put(bk->state, 8, keys, objs, sts), KVT_OK);
+    for (size_t i = 0; i < 8; i++) {
+        assert_int_equal(sts[i], KVT_OK);
+        kvt_obj_release(objs[i]);
+    }
+    kvt_backend_stats st = disk_stats(s);
+    assert_true(st.bytes_used <= st.capacity_bytes);
+    assert_int_equal(st.objects, 3);
+    for (uint64_t h = 6; h <= 8; h++)
+        assert_int_equal(bk->ops->contains(bk->state, &keys[h - 1]), 1);
+
+    char p[1200];
+    file_of(dir, 7, p, sizeof p);
+    flip_byte(p, 4096 + 5000);
+    size_t pad = (LEN + 4095) / 4096 * 4096, lens[3], caps[3] = {pad, pad, pad};
+    unsigned char *bufs[3], want[LEN];
+    for (int i = 0; i < 3; i++)
+        bufs[i] = aligned_alloc(4096, pad);
+    assert_int_equal(bk->ops->batched_get_into(bk->state, 3, keys + 5, (void *const *)bufs, caps,
+                                               lens, sts), KVT_OK);
+    assert_int_equal(sts[0], KVT_OK);
+    assert_int_equal(sts[1], KVT_ENOENT);
+    assert_int_equal(sts[2], KVT_OK);
+    for (int i = 0; i < 3; i += 2) {
+        tk_fill(want, LEN, (uint64_t)i + 6);
+        assert_int_equal(lens[i], LEN);
+        assert_memory_equal(bufs[i], want, LEN);
+    }
+    assert_int_equal(counters(s).quarantined, 1);
+    for (int i = 0; i < 3; i++)
+        free(bufs[i]);
+    kvt__snap_put(sn);
+    assert_int_equal(kvt_store_close(s), KVT_OK);
+}
+
 static void pins_hold(void **state)
 {
     (void)state;
@@ -761,6 +815,7 @@ int main(void)
         cmocka_unit_test(restart_reindex),
         cmocka_unit_test(corruption),
         cmocka_unit_test(cap_under_churn),
+        cmocka_unit_test(batches_wider_than_the_cap),
         cmocka_unit_test(pins_hold),
         cmocka_unit_test(full_filesystem),
         cmocka_unit_test(tmpfs_buffered),

@@ -354,32 +354,55 @@ struct pages {
     unsigned char head[HDR], tail[HDR];
 };
 
+/* Most transfers read_ios() makes for a payload of `plen` bytes. */
+static size_t read_nios(const kvt__ft *ft, uint64_t plen)
+{
+    return 2 + (size_t)((pad4k(plen) + ft->o.req_size - 1) / ft->o.req_size);
+}
+
+/* Appends to `io` the transfers that read [off, off + len) of the file into `buf`, one per
+ * request, so each can be checked as it lands. */
+static size_t pieces(const kvt__ft *ft, int fd, char *buf, uint64_t off, size_t len, kvt__io *io)
+{
+    size_t n = 0;
+    for (size_t at = 0; at < len; at += ft->o.req_size)
+        io[n++] = (kvt__io){.fd = fd, .buf = buf + at, .off = off + at, .eof_ok = true,
+                            .len = len - at < ft->o.req_size ? len - at : ft->o.req_size};
+    return n;
+}
+
 /* The transfers that read the lease's payload into `buf` (`cap` bytes, 4096-aligned when
- * the lease is direct), and the header page when the layout checks it. */
+ * the lease is direct), in file order, after the header page when the layout checks it.
+ * A file that is not padded ends early: every payload read is eof_ok. */
 static size_t read_ios(kvt__ft *ft, const struct lease *l, void *buf, size_t cap,
-                       struct pages *pg, kvt__io io[3])
+                       struct pages *pg, kvt__io *io)
 {
     uint64_t plen = l->e->info.payload_len, padded = pad4k(plen);
     size_t n = 0;
     if (ft->lay->read_header)
         io[n++] = (kvt__io){.fd = l->fd, .buf = pg->head, .len = HDR, .off = 0};
-    if (!l->direct || cap >= padded) { /* a file that is not padded ends early: eof_ok */
-        io[n++] = (kvt__io){.fd = l->fd, .buf = buf, .len = l->direct ? padded : plen, .off = HDR,
-                            .eof_ok = true};
-        return n;
-    }
+    if (!l->direct || cap >= padded)
+        return n + pieces(ft, l->fd, buf, HDR, l->direct ? padded : plen, io + n);
     size_t body = plen / HDR * HDR;
-    if (body)
-        io[n++] = (kvt__io){.fd = l->fd, .buf = buf, .len = body, .off = HDR, .eof_ok = true};
+    n += pieces(ft, l->fd, buf, HDR, body, io + n);
     /* The last page: may end at the end of a file that is not padded (LMCache's GDS). */
     io[n++] = (kvt__io){.fd = l->fd, .buf = pg->tail, .len = HDR, .off = HDR + body, .eof_ok = true};
     return n;
 }
 
+/* The payload bytes transfer `io` holds that arrived (none for the header page). */
+static size_t payload_bytes(const struct kvt__ft_info *in, const kvt__io *io)
+{
+    if (io->off < HDR || io->res != KVT_OK)
+        return 0;
+    uint64_t at = io->off - HDR, want = in->payload_len - at, got = io->len - io->missing;
+    return (size_t)(want < got ? want : got);
+}
+
 /* Checks a finished read; copies the tail page in. KVT_OK, KVT_ENOENT (corrupt: *bad),
  * or the I/O error. */
 static int read_done(kvt__ft *ft, const struct lease *l, void *buf, const struct pages *pg,
-                     const kvt__io *io, size_t nio, bool *bad)
+                     const kvt__io *io, size_t nio, XXH3_state_t *sum, bool *bad)
 {
     const struct kvt__ft_info *in = &l->e->info;
     const char *why = NULL;
@@ -405,7 +428,12 @@ static int read_done(kvt__ft *ft, const struct lease *l, void *buf, const struct
             memcpy((char *)buf + at, pg->tail, want);
         }
     }
-    if (res == KVT_OK && !ft->lay->verify(in, ft->lay->read_header ? pg->head : NULL, buf, &why))
+    if (res == KVT_OK && sum && XXH3_64bits_digest(sum) != in->sum) {
+        res = KVT_ECORRUPT;
+        why = "payload checksum mismatch";
+    }
+    if (res == KVT_OK && ft->lay->verify &&
+        !ft->lay->verify(in, ft->lay->read_header ? pg->head : NULL, buf, &why))
         res = KVT_ECORRUPT;
     if (res == KVT_ECORRUPT) {
         *bad = true;
@@ -418,12 +446,8 @@ static int read_done(kvt__ft *ft, const struct lease *l, void *buf, const struct
                                      ft->lay->tier, l->e->name, strerror(-res));
 }
 
-static int run(kvt__ft *ft, kvt__io *ios, size_t n)
-{
-    return ft->run ? ft->run(ft->run_ctx, ios, n) : kvt__ioeng_run(ft->eng, ios, n);
-}
-
-/* run() with the engine's hooks (a runner of its own gets them around its run). */
+/* One batch of transfers through the engine, or the runner set by kvt__ft_set_mode
+ * (which gets the hooks around its run). */
 static int run_hooked(kvt__ft *ft, kvt__io *ios, size_t n, const struct kvt__ioeng_hooks *h)
 {
     if (!ft->run)
@@ -743,69 +767,6 @@ int kvt__ft_put(void *state, const kvt_key *key, kvt_obj *obj)
     return st;
 }
 
-/* Reads the leased file into `buf` (`cap` bytes); the caller ends the lease. */
-static int read_one(kvt__ft *ft, struct lease *l, void *buf, size_t cap, bool *bad)
-{
-    struct pages *pg = NULL;
-    kvt__io io[3];
-    if (posix_memalign((void **)&pg, HDR, sizeof *pg) != 0)
-        return kvt__fail(KVT_ENOMEM, "%s: no memory for a read", ft->lay->tier);
-    size_t n = read_ios(ft, l, buf, cap, pg, io);
-    run(ft, io, n);
-    int rc = read_done(ft, l, buf, pg, io, n, bad);
-    free(pg);
-    return rc;
-}
-
-int kvt__ft_get(void *state, const kvt_key *key, kvt_obj **out)
-{
-    kvt__ft *ft = state;
-    struct lease l;
-    kvt_obj *obj = NULL;
-    bool bad = false;
-    *out = NULL;
-    pthread_mutex_lock(&ft->mu);
-    int rc = lease_get(ft, key, true, &l);
-    pthread_mutex_unlock(&ft->mu);
-    if (rc != KVT_OK)
-        return rc;
-    rc = kvt_backend_alloc(ft->env, l.e->info.payload_len, &l.e->info.meta, &obj);
-    if (rc == KVT_OK)
-        rc = read_one(ft, &l, kvt_obj_data_mut(obj), pad4k(l.e->info.payload_len), &bad);
-    pthread_mutex_lock(&ft->mu);
-    lease_end(ft, &l, bad);
-    pthread_mutex_unlock(&ft->mu);
-    if (rc != KVT_OK) {
-        kvt_obj_release(obj);
-        return rc;
-    }
-    *out = obj;
-    return KVT_OK;
-}
-
-int kvt__ft_get_into(void *state, const kvt_key *key, void *buf, size_t cap, size_t *len)
-{
-    kvt__ft *ft = state;
-    struct lease l;
-    bool bad = false;
-    pthread_mutex_lock(&ft->mu);
-    /* Unaligned buffers read buffered, unless a runner (cuFile) moves the bytes itself. */
-    int rc = lease_get(ft, key, aligned(buf) || ft->run, &l);
-    pthread_mutex_unlock(&ft->mu);
-    if (rc != KVT_OK)
-        return rc;
-    *len = l.e->info.payload_len;
-    if (cap < l.e->info.payload_len)
-        rc = kvt__fail(KVT_ETOOSMALL, "chunk is %" PRIu64 " bytes, buffer %zu",
-                       l.e->info.payload_len, cap);
-    else
-        rc = read_one(ft, &l, buf, cap, &bad);
-    pthread_mutex_lock(&ft->mu);
-    lease_end(ft, &l, bad);
-    pthread_mutex_unlock(&ft->mu);
-    return rc;
-}
-
 /* Where one read of a batch lands: a pool object made for it (`outs`), or the caller's
  * buffer. Sets sts[i] when it cannot (no room, a short buffer). */
 static void *batch_dest(kvt__ft *ft, const struct lease *l, size_t i, kvt_obj **outs,
@@ -820,26 +781,27 @@ static void *batch_dest(kvt__ft *ft, const struct lease *l, size_t i, kvt_obj **
     }
     lens[i] = in->payload_len;
     if (caps[i] < in->payload_len) {
-        sts[i] = KVT_ETOOSMALL;
+        sts[i] = kvt__fail(KVT_ETOOSMALL, "chunk is %" PRIu64 " bytes, buffer %zu",
+                           in->payload_len, caps[i]);
         return NULL;
     }
     *cap = caps[i];
     return bufs[i];
 }
 
-/* All `n` reads as one engine batch (one io_uring submission stream at the tier's depth),
- * into pool objects (`outs`) or straight into the caller's buffers. */
-/* A batch read in progress: chunk i owns transfers first[i]..first[i+1]; `left[i]` of them
- * are unfinished. The engine's done hook checks a chunk as soon as its last transfer
- * ends, while the device reads the next ones. */
+/* A batch read in progress: chunk i owns transfers first[i]..first[i+1], in file order;
+ * `left[i]` of them are unfinished. The engine's done hook feeds each landed transfer to
+ * its chunk's running checksum (in order: `next[i]` is the first one not yet fed) and
+ * checks the chunk as soon as its last transfer ends, while the device reads the next. */
 struct rbatch {
     kvt__ft *ft;
     struct lease *ls;
     kvt__io *io;
-    size_t *first, *left, *owner;
-    bool *bad;
+    size_t *first, *left, *next, *owner;
+    bool *bad, *landed;
     void **dst;
     struct pages *pg;
+    XXH3_state_t **sum; /* NULL entries unless the layout's check value is xxh3 */
     kvt_obj **outs;
     int *sts;
 };
@@ -848,46 +810,77 @@ static void chunk_read(void *arg, size_t k)
 {
     struct rbatch *b = arg;
     size_t i = b->owner[k];
+    const struct kvt__ft_info *in = &b->ls[i].e->info;
+    b->landed[k] = true;
+    for (; b->sum[i] && b->next[i] < b->first[i + 1] && b->landed[b->next[i]]; b->next[i]++) {
+        const kvt__io *io = &b->io[b->next[i]];
+        XXH3_64bits_update(b->sum[i], io->buf, payload_bytes(in, io));
+    }
     if (--b->left[i] > 0)
         return;
     b->sts[i] = read_done(b->ft, &b->ls[i], b->dst[i], &b->pg[i], b->io + b->first[i],
-                          b->first[i + 1] - b->first[i], &b->bad[i]);
+                          b->first[i + 1] - b->first[i], b->sum[i], &b->bad[i]);
     if (b->sts[i] != KVT_OK && b->outs) {
         kvt_obj_release(b->outs[i]);
         b->outs[i] = NULL;
     }
 }
 
+static void rbatch_free(struct rbatch *b, size_t n)
+{
+    for (size_t i = 0; b->sum && i < n; i++)
+        XXH3_freeState(b->sum[i]);
+    free(b->ls), free(b->io), free(b->first), free(b->left), free(b->next), free(b->owner);
+    free(b->bad), free(b->landed), free(b->dst), free(b->pg), free(b->sum);
+}
+
+/* All `n` reads as one engine batch (one io_uring submission stream at the tier's depth),
+ * into pool objects (`outs`) or the caller's buffers. KVT_OK unless the batch could not
+ * start (then no status is set). */
 static int read_batch(kvt__ft *ft, size_t n, const kvt_key *keys, kvt_obj **outs,
                       void *const *bufs, const size_t *caps, size_t *lens, int *sts)
 {
-    size_t m = n ? n : 1, nio = 0;
+    size_t m = n ? n : 1, nio = 0, most = 0;
     struct rbatch b = {.ft = ft, .outs = outs, .sts = sts};
-    b.ls = calloc(m, sizeof *b.ls);
-    b.io = calloc(3 * m, sizeof *b.io);
-    b.first = calloc(m + 1, sizeof *b.first);
-    b.left = calloc(m, sizeof *b.left);
-    b.owner = calloc(3 * m, sizeof *b.owner);
-    b.bad = calloc(m, sizeof *b.bad);
-    b.dst = calloc(m, sizeof *b.dst);
-    int rc = KVT_OK;
-    if (!b.ls || !b.io || !b.first || !b.left || !b.owner || !b.bad || !b.dst ||
+    if (!(b.ls = calloc(m, sizeof *b.ls)) || !(b.first = calloc(m + 1, sizeof *b.first)) ||
+        !(b.left = calloc(m, sizeof *b.left)) || !(b.next = calloc(m, sizeof *b.next)) ||
+        !(b.bad = calloc(m, sizeof *b.bad)) || !(b.dst = calloc(m, sizeof *b.dst)) ||
+        !(b.sum = calloc(m, sizeof *b.sum)) ||
         posix_memalign((void **)&b.pg, HDR, m * sizeof *b.pg) != 0) {
-        rc = kvt__fail(KVT_ENOMEM, "cannot allocate a %s batch", ft->lay->tier);
-        n = 0;
+        rbatch_free(&b, 0);
+        return kvt__fail(KVT_ENOMEM, "cannot allocate a %s batch", ft->lay->tier);
     }
     pthread_mutex_lock(&ft->mu);
-    for (size_t i = 0; i < n; i++) /* unaligned buffers read buffered, unless a runner copies */
+    for (size_t i = 0; i < n; i++) { /* unaligned buffers read buffered, unless a runner copies */
         sts[i] = lease_get(ft, &keys[i], outs || aligned(bufs[i]) || ft->run, &b.ls[i]);
+        most += sts[i] == KVT_OK ? read_nios(ft, b.ls[i].e->info.payload_len) : 0;
+    }
     pthread_mutex_unlock(&ft->mu);
+    int rc = KVT_OK;
+    if (!(b.io = calloc(most + 1, sizeof *b.io)) || !(b.owner = calloc(most + 1, sizeof *b.owner)) ||
+        !(b.landed = calloc(most + 1, sizeof *b.landed)))
+        rc = kvt__fail(KVT_ENOMEM, "cannot allocate a %s batch", ft->lay->tier);
     for (size_t i = 0; i < n; i++) {
         size_t cap = 0;
         if (outs)
             outs[i] = NULL;
-        b.first[i] = nio;
-        if (sts[i] == KVT_OK &&
-            (b.dst[i] = batch_dest(ft, &b.ls[i], i, outs, bufs, caps, lens, sts, &cap)) != NULL)
-            nio += read_ios(ft, &b.ls[i], b.dst[i], cap, &b.pg[i], b.io + nio);
+        b.first[i] = b.next[i] = nio;
+        if (rc != KVT_OK)
+            sts[i] = rc;
+        else if (sts[i] == KVT_OK &&
+                 (b.dst[i] = batch_dest(ft, &b.ls[i], i, outs, bufs, caps, lens, sts, &cap))) {
+            if (ft->lay->xxh3_sum && (!(b.sum[i] = XXH3_createState()) ||
+                                      XXH3_64bits_reset(b.sum[i]) != XXH_OK)) {
+                sts[i] = kvt__fail(KVT_ENOMEM, "cannot allocate a checksum state");
+                b.dst[i] = NULL;
+                if (outs) {
+                    kvt_obj_release(outs[i]);
+                    outs[i] = NULL;
+                }
+            } else {
+                nio += read_ios(ft, &b.ls[i], b.dst[i], cap, &b.pg[i], b.io + nio);
+            }
+        }
         b.left[i] = nio - b.first[i];
         for (size_t k = b.first[i]; k < nio; k++)
             b.owner[k] = i;
@@ -899,9 +892,21 @@ static int read_batch(kvt__ft *ft, size_t n, const kvt_key *keys, kvt_obj **outs
     for (size_t i = 0; i < n; i++)
         lease_end(ft, &b.ls[i], b.bad[i]);
     pthread_mutex_unlock(&ft->mu);
-    free(b.bad), free(b.pg), free(b.ls), free(b.io), free(b.first), free(b.left), free(b.owner);
-    free(b.dst);
-    return rc;
+    rbatch_free(&b, n);
+    return KVT_OK;
+}
+
+int kvt__ft_get(void *state, const kvt_key *key, kvt_obj **out)
+{
+    *out = NULL;
+    int st, rc = read_batch(state, 1, key, out, NULL, NULL, NULL, &st);
+    return rc != KVT_OK ? rc : st;
+}
+
+int kvt__ft_get_into(void *state, const kvt_key *key, void *buf, size_t cap, size_t *len)
+{
+    int st, rc = read_batch(state, 1, key, NULL, &buf, &cap, len, &st);
+    return rc != KVT_OK ? rc : st;
 }
 
 int kvt__ft_batched_get(void *state, size_t n, const kvt_key *keys, kvt_obj **outs, int *sts)

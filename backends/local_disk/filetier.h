@@ -56,9 +56,11 @@ struct kvt__ft_layout {
      * checksum, kept in info->sum too). Called while the payload's writes are in flight,
      * before the header's own; `data` holds the whole payload. */
     void (*seal)(const void *data, struct kvt__ft_info *info, unsigned char h[KVT__FT_HDR]);
-    /* Checks a finished read: `head` is the header page read with it (NULL unless
-     * read_header), `buf` the payload. KVT_OK, else a reason in *why. */
-    bool read_header;
+    /* Checks a finished read. `xxh3_sum`: info->sum is the xxh3-64 of the payload, which
+     * the core checks as the payload lands. `verify` (optional) checks the rest: `head`
+     * is the header page read with it (NULL unless read_header), `buf` the payload;
+     * true, else a reason in *why. */
+    bool read_header, xxh3_sum;
     bool (*verify)(const struct kvt__ft_info *info, const unsigned char *head, const void *buf,
                    const char **why);
     /* Optional: after the data file was renamed into place (GDS: write the sidecar).

@@ -163,14 +163,6 @@ static void ld_seal(const void *data, struct kvt__ft_info *in, unsigned char *h)
     put64(h + H_HDRSUM, XXH3_64bits(h, H_HDRSUM));
 }
 
-static bool ld_verify(const struct kvt__ft_info *in, const unsigned char *head, const void *buf,
-                      const char **why)
-{
-    (void)head;
-    *why = "payload_checksum";
-    return XXH3_64bits(buf, in->payload_len) == in->sum;
-}
-
 static bool ld_is_tmp(const char *n) { return n[0] == '.' && strstr(n, ".tmp.") != NULL; }
 
 static bool ends_with(const char *s, const char *suf)
@@ -205,7 +197,7 @@ static const struct kvt__ft_layout ld_layout = {
     .charge = ld_file_size,
     .header = ld_header,
     .seal = ld_seal,
-    .verify = ld_verify,
+    .xxh3_sum = true,
     .is_tmp = ld_is_tmp,
     .scan_depth = 0,
     .scan_file = ld_scan_file,

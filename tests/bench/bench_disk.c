@@ -13,7 +13,8 @@
  *   (CPU tier too small to stage: the get_into slot reads straight into the caller's
  *   buffer); kvt_batched_get_into of all B (CPU tier bypassed: one batch through the pool).
  * Medians printed as
- *   disk_put_ratio_14MiB=0.93 min=.. max=..      (vs the raw loop; *_fio_ratio_* vs fio,
+ *   disk_put_ratio_14MiB=0.93 min=.. max=..      (vs the raw loop, get_into vs the raw loop
+ *                                                 one chunk at a time; *_fio_ratio_* vs fio,
  *                                                 *_fio_fresh_ratio_* vs fio's fresh files)
  * plus the best fio read shape found (the device ceiling, measured again in every trial,
  * *_batched_get_ceiling_ratio_* against it) and the re-index time of
@@ -153,13 +154,14 @@ static double fio(const char *rw, size_t bytes, int bs_kib, int iodepth, int fil
 /* The raw baseline: per chunk, what the tier's I/O is, without the tier. `write`: create
  * `{dir}/raw/.c{i}.tmp`, write a header page and the chunk, close, rename to `c{i}`;
  * else open each `c{i}` and read the chunk. All chunks' requests (req_kib each) go through
- * one ring, `depth` in flight. Returns MiB/s of payload. */
-static double raw_loop(bool write, void **bufs, size_t chunk, int batch)
+ * one ring, `depth` in flight; with `one`, a chunk's requests start only once the chunk
+ * before is in (what one kvt_get_into call at a time can do). Returns MiB/s of payload. */
+static double raw_loop(bool write, bool one, void **bufs, size_t chunk, int batch)
 {
     char d[600], p[700], q[700];
     struct io_uring ring;
     size_t req = (size_t)req_kib * 1024, per = (chunk + req - 1) / req + (write ? 1 : 0);
-    size_t total = per * (size_t)batch, next = 0, done = 0;
+    size_t total = per * (size_t)batch, next = 0, done = 0, upto = one ? per : total;
     int *fds = calloc((size_t)batch, sizeof *fds), inflight = 0;
     static unsigned char *hdr;
     if (!hdr && posix_memalign((void **)&hdr, 4096, 4096) == 0)
@@ -182,7 +184,9 @@ static double raw_loop(bool write, void **bufs, size_t chunk, int batch)
             fallocate(fds[i], 0, 0, (off_t)(4096 + (chunk + 4095) / 4096 * 4096));
     }
     while (done < total) {
-        while (next < total && inflight < depth) {
+        if (done == upto) /* one: the next chunk starts when this one is in */
+            upto += per;
+        while (next < upto && inflight < depth) {
             size_t c = next / per, k = next % per;
             struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
             if (write && k == per - 1)
@@ -239,7 +243,7 @@ static void bench_chunk(size_t chunk, int batch)
            *bat = calloc((size_t)n, sizeof *bat), *fw = calloc((size_t)n, sizeof *fw),
            *fr = calloc((size_t)n, sizeof *fr), *ff = calloc((size_t)n, sizeof *ff),
            *cl = calloc((size_t)n, sizeof *cl), *rw = calloc((size_t)n, sizeof *rw),
-           *rr = calloc((size_t)n, sizeof *rr);
+           *rr = calloc((size_t)n, sizeof *rr), *r1 = calloc((size_t)n, sizeof *r1);
     void **bufs = calloc((size_t)batch, sizeof *bufs);
     size_t *caps = calloc((size_t)batch, sizeof *caps), *lens = calloc((size_t)batch, sizeof *lens);
     int *sts = calloc((size_t)batch, sizeof *sts);
@@ -251,6 +255,10 @@ static void bench_chunk(size_t chunk, int batch)
         caps[i] = chunk;
         memset(bufs[i], i + 1, chunk);
     }
+    kvt_store *s0 = open_store("tier", 1.0 / 1024, 64); /* what an interrupted run left */
+    uint64_t gone = 0;
+    kvt_clear(s0, &gone);
+    kvt_store_close(s0);
     for (int t = 0; t < n; t++) {
         if (!quick) {
             fw[t] = fio("write", chunk * (size_t)batch, req_kib, depth, 0);
@@ -258,8 +266,9 @@ static void bench_chunk(size_t chunk, int batch)
             fr[t] = fio("read", chunk * (size_t)batch, req_kib, depth, 0);
             cl[t] = ceil_bs ? fio("read", 1024u << 20, ceil_bs, ceil_qd, 0) : 0;
         }
-        rw[t] = raw_loop(true, bufs, chunk, batch);
-        rr[t] = raw_loop(false, bufs, chunk, batch);
+        rw[t] = raw_loop(true, false, bufs, chunk, batch);
+        rr[t] = raw_loop(false, false, bufs, chunk, batch);
+        r1[t] = raw_loop(false, true, bufs, chunk, batch);
         /* put: a store whose CPU tier stages the batch */
         kvt_store *s = open_store("tier", (double)chunk * (batch + 2) / (MiB * 1024), 64);
         for (int i = 0; i < batch; i++) { /* the engine's side: it fills the chunks first */
@@ -312,7 +321,7 @@ static void bench_chunk(size_t chunk, int batch)
     char name[96];
     int mib = (int)(chunk / (1024 * 1024));
     ratios(PFX "_put_ratio", mib, put, rw, n);
-    ratios(PFX "_get_into_ratio", mib, get, rr, n);
+    ratios(PFX "_get_into_ratio", mib, get, r1, n);
     ratios(PFX "_batched_get_ratio", mib, bat, rr, n);
     if (!quick && fw[0] > 0) {
         ratios(PFX "_put_fio_ratio", mib, put, fw, n);
@@ -335,6 +344,8 @@ static void bench_chunk(size_t chunk, int batch)
     report(name, rw, n);
     snprintf(name, sizeof name, "raw_read_MiBps_%dMiB_bs%dk_qd%d", mib, req_kib, depth);
     report(name, rr, n);
+    snprintf(name, sizeof name, "raw_read_one_at_a_time_MiBps_%dMiB_bs%dk_qd%d", mib, req_kib, depth);
+    report(name, r1, n);
     snprintf(name, sizeof name, "kvtier_put_MiBps_%dMiB", mib);
     report(name, put, n);
     snprintf(name, sizeof name, "kvtier_get_into_MiBps_%dMiB", mib);
@@ -345,7 +356,7 @@ static void bench_chunk(size_t chunk, int batch)
     for (int i = 0; i < batch; i++)
         free(bufs[i]);
     free(bufs), free(caps), free(lens), free(sts), free(keys), free(objs);
-    free(put), free(get), free(bat), free(fw), free(ff), free(cl), free(fr), free(rw), free(rr);
+    free(put), free(get), free(bat), free(fw), free(ff), free(cl), free(fr), free(rw), free(rr), free(r1);
 }
 
 /* Finds the fio read shape with the best bandwidth (the device ceiling), which each trial
