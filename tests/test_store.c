@@ -857,6 +857,28 @@ static void batched_put_stores_every_chunk(void **state)
 
 /* A table built for an older ABI (struct_size ending before count_prefix) must not have
  * its count_prefix called, even though the pointer is set. */
+/* Parks TestTierB's write-through worker on chunk 100 (put gate closed), then queues
+ * chunks 1..n behind it: the worker's next call gets them all. */
+static void queue_behind_parked_put(kvt_store *s, uint64_t n)
+{
+    tk_gate_at(&tk_b, TK_PUT, true);
+    put_h(s, 100);
+    tk_wait_parked_at(&tk_b, TK_PUT, 1);
+    for (uint64_t h = 1; h <= n; h++)
+        put_h(s, h);
+}
+
+/* Registers a copy of TestTierB's table cut to `size` bytes (an older ABI's table). */
+static void register_short_b(struct kvt_backend_ops *t, const char *name,
+                             bool (*wanted)(const kvt_config *), size_t size)
+{
+    *t = tk_b_ops;
+    t->type_name = name;
+    t->wanted = wanted;
+    t->struct_size = (uint32_t)size;
+    assert_int_equal(kvt_register_backend_type(t), KVT_OK);
+}
+
 /* Write-through hands what is queued to batched_put at once (TestTierB's slot); an item
  * that fails there fails alone, and is counted once. */
 static void write_through_batches_queued_items(void **state)
@@ -864,11 +886,7 @@ static void write_through_batches_queued_items(void **state)
     (void)state;
     kvt_store *s = open_with(false, true, NULL, NULL);
     atomic_store(&tk_b.fail_put_hash, 3);
-    tk_gate_at(&tk_b, TK_PUT, true);
-    put_h(s, 100); /* the worker takes it alone and parks */
-    tk_wait_parked_at(&tk_b, TK_PUT, 1);
-    for (uint64_t h = 1; h <= 5; h++)
-        put_h(s, h);
+    queue_behind_parked_put(s, 5);
     tk_gate_at(&tk_b, TK_PUT, false);
     assert_int_equal(kvt_flush(s, -1), KVT_OK);
     assert_int_equal(atomic_load(&tk_b.batched_put_calls), 1);
@@ -887,11 +905,7 @@ static void remove_during_a_batch_undoes_only_its_key(void **state)
 {
     (void)state;
     kvt_store *s = open_with(false, true, NULL, NULL);
-    tk_gate_at(&tk_b, TK_PUT, true);
-    put_h(s, 100);
-    tk_wait_parked_at(&tk_b, TK_PUT, 1);
-    for (uint64_t h = 1; h <= 3; h++)
-        put_h(s, h);
+    queue_behind_parked_put(s, 3);
     tk_gate_pass(&tk_b, TK_PUT, 1); /* 100 goes; the batch 1..3 parks on its first put */
     while (atomic_load(&tk_b.batched_put_calls) == 0)
         usleep(1000);
@@ -915,18 +929,10 @@ static void v4_table_gets_single_puts(void **state)
 {
     (void)state;
     static struct kvt_backend_ops v4;
-    v4 = tk_b_ops;
-    v4.type_name = "TestTierV4";
-    v4.wanted = want_v4;
-    v4.struct_size = offsetof(struct kvt_backend_ops, batched_put);
-    assert_int_equal(kvt_register_backend_type(&v4), KVT_OK);
+    register_short_b(&v4, "TestTierV4", want_v4, offsetof(struct kvt_backend_ops, batched_put));
     atomic_store(&v4_wanted, true);
     kvt_store *s = open_with(false, false, NULL, NULL);
-    tk_gate_at(&tk_b, TK_PUT, true);
-    put_h(s, 100);
-    tk_wait_parked_at(&tk_b, TK_PUT, 1);
-    for (uint64_t h = 1; h <= 4; h++)
-        put_h(s, h);
+    queue_behind_parked_put(s, 4);
     tk_gate_at(&tk_b, TK_PUT, false);
     assert_int_equal(kvt_flush(s, -1), KVT_OK);
     for (uint64_t h = 1; h <= 4; h++)
@@ -943,12 +949,8 @@ static void short_vtable_slot_is_never_called(void **state)
 {
     (void)state;
     static struct kvt_backend_ops old;
-    old = tk_b_ops;
-    old.type_name = "TestTierOld";
-    old.wanted = want_old;
-    old.struct_size = offsetof(struct kvt_backend_ops, count_prefix);
+    register_short_b(&old, "TestTierOld", want_old, offsetof(struct kvt_backend_ops, count_prefix));
     assert_non_null(old.count_prefix);
-    assert_int_equal(kvt_register_backend_type(&old), KVT_OK);
     atomic_store(&old_wanted, true);
     kvt_store *s = open_with(false, true, NULL, NULL);
     kvt_key keys[2] = {tk_key(1), tk_key(2)};
