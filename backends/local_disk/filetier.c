@@ -393,7 +393,7 @@ static size_t read_ios(kvt__ft *ft, const struct lease *l, void *buf, size_t cap
 /* The payload bytes transfer `io` holds that arrived (none for the header page). */
 static size_t payload_bytes(const struct kvt__ft_info *in, const kvt__io *io)
 {
-    if (io->off < HDR || io->res != KVT_OK)
+    if (io->off < HDR || io->off - HDR >= in->payload_len || io->res != KVT_OK)
         return 0;
     uint64_t at = io->off - HDR, want = in->payload_len - at, got = io->len - io->missing;
     return (size_t)(want < got ? want : got);
