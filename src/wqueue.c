@@ -1,10 +1,11 @@
 /* kvtier — bounded write-through queue.
  *
  * A ring of (key, object) items and one worker, which takes up to `batch` queued items
- * at a time (a tier with a batched_put slot writes them as one I/O batch). A producer waits while the ring is full,
- * but only until its deadline (write_queue_timeout_ms) or until the queue refuses pushes
- * (the tier was bypassed or is closing): a slow or hung tier costs a put a bounded time,
- * never forever, and the caller learns that this tier's copy was skipped. Flush waits on
+ * at a time (a tier with a batched_put slot writes them as one I/O batch). A producer
+ * waits while the ring is full, but only until its deadline (write_queue_timeout_ms) or
+ * until the queue refuses pushes (the tier was bypassed or is closing): a slow or hung
+ * tier costs a put a bounded time, never forever, and the caller learns that this tier's
+ * copy was skipped. Flush waits on
  * sequence numbers rather than on "empty", so a steady stream of puts cannot starve it.
  * Cancelled items stay in the ring with no object, so sequence numbers stay exact. */
 #include <pthread.h>
@@ -120,8 +121,8 @@ static void wq_destroy(kvt__wq *q)
     free(q);
 }
 
-int kvt__wq_new(size_t depth, size_t batch, kvt__wq_fn fn, kvt__wq_undo_fn undo, kvt__wq_done_fn done, void *ud,
-                kvt__wq **out)
+int kvt__wq_new(size_t depth, size_t batch, kvt__wq_fn fn, kvt__wq_undo_fn undo,
+                kvt__wq_done_fn done, void *ud, kvt__wq **out)
 {
     kvt__wq *q = calloc(1, sizeof *q);
     *out = NULL;

@@ -21,8 +21,8 @@ typedef void (*kvt__wq_done_fn)(void *ud);
 
 /* Deadlines are CLOCK_MONOTONIC (clock.h). `batch`: most items per fn call (clamped to
  * 1..KVT__WQ_BATCH_MAX); the worker never waits for a batch to fill. */
-int kvt__wq_new(size_t depth, size_t batch, kvt__wq_fn fn, kvt__wq_undo_fn undo, kvt__wq_done_fn done, void *ud,
-                kvt__wq **out);
+int kvt__wq_new(size_t depth, size_t batch, kvt__wq_fn fn, kvt__wq_undo_fn undo,
+                kvt__wq_done_fn done, void *ud, kvt__wq **out);
 /* Queues one item, taking over the caller's reference to `obj` on KVT_OK only. Waits
  * while the queue is full, up to `deadline`: KVT_ETIMEDOUT then, KVT_ECLOSED when the
  * queue refuses pushes (bypass, close) before or while waiting. */
@@ -30,9 +30,9 @@ int kvt__wq_push(kvt__wq *q, const kvt_key *key, kvt_obj *obj, const struct time
 /* Refuse pushes (and release the waiting ones) or take them again. */
 void kvt__wq_refuse(kvt__wq *q, bool on);
 /* Drops the queued writes of `key` (NULL: all), releasing their references, and returns
- * how many. A write of it in progress (in the batch being written) is waited for until `deadline`; past it (a hung
- * tier) the write is marked, and the worker undoes it when it returns. Writes of other
- * keys are never waited for. */
+ * how many. A write of it in progress (in the batch being written) is waited for until
+ * `deadline`; past it (a hung tier) that key is marked, and the worker undoes it when the
+ * batch returns. Writes of other keys are never waited for. */
 size_t kvt__wq_cancel(kvt__wq *q, const kvt_key *key, const struct timespec *deadline);
 /* Sequence number of the last item pushed; kvt__wq_wait() waits until it is processed. */
 uint64_t kvt__wq_mark(kvt__wq *q);

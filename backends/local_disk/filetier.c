@@ -709,8 +709,8 @@ static void put_slice(kvt__ft *ft, size_t n, const kvt_key *keys, kvt_obj *const
     kvt__io io[3 * PUT_BATCH];
     size_t nio = 0, hold;
     for (size_t i = 0; i < n; i++) {
-        w[i] = (struct wput){.h = ft->scratch + 2 * i * HDR, .tail = ft->scratch + (2 * i + 1) * HDR,
-                             .fd = -1};
+        unsigned char *pages = ft->scratch + 2 * i * HDR;
+        w[i] = (struct wput){.h = pages, .tail = pages + HDR, .fd = -1};
         sts[i] = put_begin(ft, &keys[i], objs[i], &w[i]);
         if (w[i].e)
             put_open(ft, &w[i]);
@@ -721,7 +721,7 @@ static void put_slice(kvt__ft *ft, size_t n, const kvt_key *keys, kvt_obj *const
     for (size_t i = 0; i < n; i++)
         if ((w[i].queued = w[i].e && !w[i].err)) {
             w[i].hio = nio;
-            io[nio++] = (kvt__io){.fd = w[i].fd, .write = true, .buf = w[i].h, .len = HDR, .off = 0};
+            io[nio++] = (kvt__io){.fd = w[i].fd, .write = true, .buf = w[i].h, .len = HDR};
         }
     struct slice sl = {ft, w, n};
     struct kvt__ioeng_hooks hk = {.hold = hold, .ready = seal_headers, .ctx = &sl};
