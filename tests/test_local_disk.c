@@ -449,7 +449,8 @@ static void cap_under_churn(void **state)
 
 /* batched_put of more chunks than the cap holds: every put lands (the batch is cut into
  * slices the cap can hold, so older chunks are evicted rather than puts refused), the cap
- * holds, and the newest chunks are the ones kept. Then a batched read with a corrupt chunk
+ * holds, the newest chunks are the ones kept, and each evicted file was overwritten by a
+ * new chunk rather than unlinked. Then a batched read with a corrupt chunk
  * in the middle: that one alone misses and is quarantined. */
 static void batches_wider_than_the_cap(void **state)
 {
@@ -476,6 +477,12 @@ static void batches_wider_than_the_cap(void **state)
     assert_int_equal(st.objects, 3);
     for (uint64_t h = 6; h <= 8; h++)
         assert_int_equal(bk->ops->contains(bk->state, &keys[h - 1]), 1);
+    /* Slices of 3, 3 and 2: the last 5 puts each overwrote an evicted chunk's file. */
+    assert_int_equal(counters(s).recycled, 5);
+    uint64_t bytes = 0;
+    assert_int_equal(count_files(dir, ".pt", &bytes), 3);
+    assert_int_equal(count_files(dir, NULL, NULL), 0);
+    assert_int_equal(bytes, st.bytes_used);
 
     char p[1200];
     file_of(dir, 7, p, sizeof p);

@@ -73,7 +73,7 @@ struct kvt__ft {
     char mode[32];
     unsigned char *scratch; /* 2 * HDR per put of a batch, aligned: header and tail pages */
     /* counters (mu) */
-    uint64_t evictions, quarantined, corrupt, enospc, eio, cancelled, stale_tmp, indexed;
+    uint64_t evictions, quarantined, corrupt, enospc, eio, cancelled, stale_tmp, indexed, recycled;
     atomic_bool warned_corrupt;
 };
 
@@ -257,8 +257,49 @@ static struct ent *victim(kvt__ft *ft)
     return ft->lru.next != &ft->lru ? (struct ent *)ft->lru.next : NULL;
 }
 
-/* Reserves `need` bytes, evicting LRU entries first, so used never passes cap. mu held. */
-static int reserve(kvt__ft *ft, uint64_t need)
+/* Makes the directories `rel` lies in (under dfd). */
+static int make_parents(int dfd, const char *rel)
+{
+    char p[NAME_MAX_REL];
+    snprintf(p, sizeof p, "%s", rel);
+    for (char *s = strchr(p, '/'); s; s = strchr(s + 1, '/')) {
+        *s = '\0';
+        int rc = mkdirat(dfd, p, 0755);
+        *s = '/';
+        if (rc != 0 && errno != EEXIST)
+            return errno;
+    }
+    return 0;
+}
+
+/* Makes `v`'s file the temp file `tmp` of a write of `e` instead of unlinking it: the
+ * write then overwrites blocks the filesystem laid out long ago, as an overwrite of a
+ * pre-laid-out file does, instead of allocating new ones (a full tier evicts one chunk per
+ * put). Only a file no reader holds, in e's directory, no larger than e's (so the disk never
+ * holds more than is counted). False: drop it as usual. mu held. */
+static bool recycle(kvt__ft *ft, struct ent *v, const struct ent *e, char *tmp, size_t cap)
+{
+    int dfd = ft->dirs[e->dir].fd;
+    if (v->readers || v->dir != e->dir || v->file_bytes > e->file_bytes ||
+        make_parents(dfd, e->name) != 0)
+        return false;
+    uint64_t rnd = XXH3_64bits_withSeed(e->name, strlen(e->name), (uint64_t)time(NULL) ^ (uintptr_t)v);
+    ft->lay->tmp_name(e->name, rnd, tmp, cap);
+    if (renameat(dfd, v->name, dfd, tmp) != 0)
+        return false;
+    if (ft->lay->removed)
+        ft->lay->removed(dfd, v->name, NULL);
+    index_del(ft, v);
+    ft->used -= v->file_bytes;
+    ft->recycled++;
+    free(v);
+    return true;
+}
+
+/* Reserves `need` bytes for `e`, evicting LRU entries first, so used never passes cap; the
+ * first victim's file may become e's temp file `tmp` (*recycled). mu held. */
+static int reserve(kvt__ft *ft, uint64_t need, const struct ent *e, char *tmp, size_t cap,
+                   bool *recycled)
 {
     struct timespec dl;
     bool waited = false;
@@ -267,7 +308,8 @@ static int reserve(kvt__ft *ft, uint64_t need)
     while (ft->used + need > ft->cap) {
         struct ent *v = victim(ft);
         if (v) {
-            drop(ft, v);
+            if (*recycled || !(*recycled = recycle(ft, v, e, tmp, cap)))
+                drop(ft, v);
             ft->evictions++;
             continue;
         }
@@ -465,21 +507,6 @@ static int io_errno(int res) { return res < 0 && res > -4000 ? -res : EIO; }
 
 /* ------------------------------------------------------------------ data path */
 
-/* Makes the directories `rel` lies in (under dfd). */
-static int make_parents(int dfd, const char *rel)
-{
-    char p[NAME_MAX_REL];
-    snprintf(p, sizeof p, "%s", rel);
-    for (char *s = strchr(p, '/'); s; s = strchr(s + 1, '/')) {
-        *s = '\0';
-        int rc = mkdirat(dfd, p, 0755);
-        *s = '/';
-        if (rc != 0 && errno != EEXIST)
-            return errno;
-    }
-    return 0;
-}
-
 int kvt__ft_fsync_parent(int dirfd, const char *rel)
 {
     const char *slash = strrchr(rel, '/');
@@ -506,6 +533,7 @@ struct wput {
     size_t hio;                       /* its header's io */
     int fd, err;                      /* err: an errno once open or I/O failed */
     bool queued, renamed;             /* queued: its ios are in the engine run */
+    bool recycled, have_tmp;          /* tmp is an evicted chunk's file; tmp exists */
     char tmp[NAME_MAX_REL + 40];
 };
 
@@ -541,6 +569,10 @@ static int put_begin(kvt__ft *ft, const kvt_key *key, kvt_obj *obj, struct wput 
     e->file_bytes = ft->lay->charge(size);
     e->dir = (uint16_t)(key->chunk_hash % ft->ndirs);
     e->state = ST_WRITING;
+    if ((rc = ft->lay->header(ks, &e->info, w->h)) != KVT_OK) {
+        free(e);
+        return rc;
+    }
 
     pthread_mutex_lock(&ft->mu);
     if (find(ft, key)) {
@@ -548,12 +580,14 @@ static int put_begin(kvt__ft *ft, const kvt_key *key, kvt_obj *obj, struct wput 
         free(e);
         return KVT_OK; /* stored already: LMCache keeps the first copy */
     }
-    rc = reserve(ft, e->file_bytes);
+    rc = reserve(ft, e->file_bytes, e, w->tmp, sizeof w->tmp, &w->recycled);
     if (rc == KVT_OK)
         index_add(ft, e);
     else
         ft->enospc++;
     pthread_mutex_unlock(&ft->mu);
+    if (rc != KVT_OK && w->recycled) /* an evicted file taken before the rest ran out */
+        unlinkat(ft->dirs[e->dir].fd, w->tmp, 0);
     if (rc == KVT_EBUSY) {
         free(e);
         return kvt__fail(KVT_ENOSPC, "%s: readers held evicted files past %d ms", ft->lay->tier,
@@ -564,12 +598,6 @@ static int put_begin(kvt__ft *ft, const kvt_key *key, kvt_obj *obj, struct wput 
         return kvt__fail(rc, "%s: no eviction candidates for a %zu-byte chunk "
                          "(the rest is pinned or being written). Disk space under pressure.",
                          ft->lay->tier, size);
-    }
-    if ((rc = ft->lay->header(ks, &e->info, w->h)) != KVT_OK) {
-        pthread_mutex_lock(&ft->mu);
-        unreserve(ft, e);
-        pthread_mutex_unlock(&ft->mu);
-        return rc;
     }
     w->e = e;
     return KVT_OK;
@@ -596,11 +624,17 @@ static void put_open(kvt__ft *ft, struct wput *w)
         w->body = pad4k(size);
         w->rest = 0;
     }
+    int direct = d->direct ? O_DIRECT : 0;
+    w->have_tmp = w->recycled;
+    if (w->recycled && (w->fd = openat(d->fd, w->tmp, O_WRONLY | O_CLOEXEC | direct)) < 0) {
+        w->err = errno;
+        return;
+    }
     uint64_t rnd = XXH3_64bits_withSeed(e->name, strlen(e->name), (uint64_t)time(NULL) ^ (uintptr_t)e);
     for (int tries = 0; w->fd < 0 && tries < 8; tries++, rnd = rnd * 6364136223846793005ull + 1) {
         ft->lay->tmp_name(e->name, rnd, w->tmp, sizeof w->tmp);
-        w->fd = openat(d->fd, w->tmp,
-                       O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | (d->direct ? O_DIRECT : 0), 0644);
+        w->fd = openat(d->fd, w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | direct, 0644);
+        w->have_tmp = w->fd >= 0;
         if (w->fd < 0 && errno != EEXIST) {
             w->err = errno;
             return;
@@ -668,7 +702,7 @@ static void put_close(kvt__ft *ft, struct wput *w)
         err = kvt__ft_fsync_parent(d->fd, e->name); /* renamed but not durable: the file goes */
     if (!err && ft->lay->committed)
         err = ft->lay->committed(ft, d->fd, e->name, w->h);
-    if (err && !w->renamed && w->fd >= 0)
+    if (err && !w->renamed && w->have_tmp)
         unlinkat(d->fd, w->tmp, 0);
     free(w->bounce);
     w->err = err;
@@ -1414,7 +1448,8 @@ void kvt__ft_counters(void *state, struct kvt__ft_counters *out)
     kvt__ft *ft = state;
     pthread_mutex_lock(&ft->mu);
     *out = (struct kvt__ft_counters){ft->evictions, ft->quarantined, ft->corrupt, ft->enospc,
-                                     ft->eio, ft->cancelled, ft->stale_tmp, ft->indexed, ft->used};
+                                     ft->eio, ft->cancelled, ft->stale_tmp, ft->indexed, ft->used,
+                                     ft->recycled};
     pthread_mutex_unlock(&ft->mu);
 }
 

@@ -102,6 +102,7 @@ struct kvt__ft_counters {
     uint64_t stale_tmp;   /* temp files of interrupted writes deleted at open */
     uint64_t indexed;     /* files re-indexed at open */
     uint64_t used;        /* bytes counted against the cap now */
+    uint64_t recycled;    /* evicted files a put overwrote instead of a new file */
 };
 
 /* Opens the directories, the engine, and re-indexes them. Logs nothing yet (see

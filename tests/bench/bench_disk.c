@@ -11,7 +11,9 @@
  * - kvtier putting B chunks (zero-copy kvt_put_obj + kvt_flush, the objects filled
  *   before the clock starts, as the raw loop's buffers are); kvt_get_into of each
  *   (CPU tier too small to stage: the get_into slot reads straight into the caller's
- *   buffer); kvt_batched_get_into of all B (CPU tier bypassed: one batch through the pool).
+ *   buffer); kvt_batched_get_into of all B (CPU tier bypassed: one batch through the pool);
+ *   and putting B chunks into a tier full of B older ones (each put evicts one), against
+ *   fio's overwrite of its laid-out file (*_put_full_fio_ratio_*).
  * Medians printed as
  *   disk_put_ratio_14MiB=0.93 min=.. max=..      (vs the raw loop, get_into vs the raw loop
  *                                                 one chunk at a time; *_fio_ratio_* vs fio,
@@ -236,6 +238,42 @@ static void ratios(const char *what, int mib, const double *a, const double *b, 
     report(name, r, n);
 }
 
+/* MiB/s of putting `batch` new chunks (+ flush) into a tier that is full of `batch` older
+ * ones, so each put evicts one: a cache's steady state, where the tier overwrites evicted
+ * files instead of allocating new ones. The tier under `{dir}/full` keeps its chunks from
+ * trial to trial; the first trial fills it first. */
+static double put_full(int t, size_t chunk, int batch, void **bufs)
+{
+    double cap_gib = (batch + 0.5) * (double)(chunk + 8192) / (MiB * 1024);
+    kvt_store *s = open_store("full", (double)chunk * (batch + 2) / (MiB * 1024), cap_gib);
+    kvt_obj **objs = calloc((size_t)batch, sizeof *objs);
+    kvt_key *keys = calloc((size_t)batch, sizeof *keys);
+    double mibps = 0;
+    for (int round = t == 0 ? 0 : 1; round < 2; round++) {
+        for (int i = 0; i < batch; i++) {
+            int rc = kvt_obj_alloc(s, chunk, NULL, &objs[i]);
+            if (rc != KVT_OK)
+                die("obj_alloc", rc);
+            memcpy(kvt_obj_data_mut(objs[i]), bufs[i], chunk);
+            keys[i] = key_of(1000000 + ((uint64_t)t * 2 + (uint64_t)round) * 1000 + (uint64_t)i + chunk);
+        }
+        double t0 = now_s();
+        for (int i = 0; i < batch; i++) {
+            int rc = kvt_put_obj(s, &keys[i], objs[i]);
+            if (rc != KVT_OK)
+                die("put_obj", rc);
+            kvt_obj_release(objs[i]);
+        }
+        int rc = kvt_flush(s, 600000);
+        if (rc != KVT_OK)
+            die("flush", rc);
+        mibps = (double)chunk * batch / MiB / (now_s() - t0);
+    }
+    kvt_store_close(s);
+    free(objs), free(keys);
+    return mibps;
+}
+
 static void bench_chunk(size_t chunk, int batch)
 {
     int n = quick ? 1 : trials;
@@ -243,7 +281,7 @@ static void bench_chunk(size_t chunk, int batch)
            *bat = calloc((size_t)n, sizeof *bat), *fw = calloc((size_t)n, sizeof *fw),
            *fr = calloc((size_t)n, sizeof *fr), *ff = calloc((size_t)n, sizeof *ff),
            *cl = calloc((size_t)n, sizeof *cl), *rw = calloc((size_t)n, sizeof *rw),
-           *rr = calloc((size_t)n, sizeof *rr), *r1 = calloc((size_t)n, sizeof *r1);
+           *rr = calloc((size_t)n, sizeof *rr), *r1 = calloc((size_t)n, sizeof *r1), *pf = calloc((size_t)n, sizeof *pf);
     void **bufs = calloc((size_t)batch, sizeof *bufs);
     size_t *caps = calloc((size_t)batch, sizeof *caps), *lens = calloc((size_t)batch, sizeof *lens);
     int *sts = calloc((size_t)batch, sizeof *sts);
@@ -255,10 +293,12 @@ static void bench_chunk(size_t chunk, int batch)
         caps[i] = chunk;
         memset(bufs[i], i + 1, chunk);
     }
-    kvt_store *s0 = open_store("tier", 1.0 / 1024, 64); /* what an interrupted run left */
-    uint64_t gone = 0;
-    kvt_clear(s0, &gone);
-    kvt_store_close(s0);
+    for (int k = 0; k < 2; k++) { /* what an earlier run left */
+        kvt_store *s0 = open_store(k ? "full" : "tier", 1.0 / 1024, 64);
+        uint64_t gone = 0;
+        kvt_clear(s0, &gone);
+        kvt_store_close(s0);
+    }
     for (int t = 0; t < n; t++) {
         if (!quick) {
             fw[t] = fio("write", chunk * (size_t)batch, req_kib, depth, 0);
@@ -323,6 +363,7 @@ static void bench_chunk(size_t chunk, int batch)
             uint64_t tokens = 0;
             kvt_clear(s, &tokens);
             kvt_store_close(s);
+            pf[t] = put_full(t, chunk, batch, bufs);
         }
     }
     char name[96];
@@ -333,6 +374,7 @@ static void bench_chunk(size_t chunk, int batch)
     if (!quick && fw[0] > 0) {
         ratios(PFX "_put_fio_ratio", mib, put, fw, n);
         ratios(PFX "_put_fio_fresh_ratio", mib, put, ff, n);
+        ratios(PFX "_put_full_fio_ratio", mib, pf, fw, n);
         ratios(PFX "_get_into_fio_ratio", mib, get, fr, n);
         ratios(PFX "_batched_get_fio_ratio", mib, bat, fr, n);
         if (ceil_bs) {
@@ -355,6 +397,8 @@ static void bench_chunk(size_t chunk, int batch)
     report(name, r1, n);
     snprintf(name, sizeof name, "kvtier_put_MiBps_%dMiB", mib);
     report(name, put, n);
+    snprintf(name, sizeof name, "kvtier_put_full_tier_MiBps_%dMiB", mib);
+    report(name, pf, n);
     snprintf(name, sizeof name, "kvtier_get_into_MiBps_%dMiB", mib);
     report(name, get, n);
     snprintf(name, sizeof name, "kvtier_batched_get_MiBps_%dMiB", mib);
@@ -363,7 +407,7 @@ static void bench_chunk(size_t chunk, int batch)
     for (int i = 0; i < batch; i++)
         free(bufs[i]);
     free(bufs), free(caps), free(lens), free(sts), free(keys), free(objs);
-    free(put), free(get), free(bat), free(fw), free(ff), free(cl), free(fr), free(rw), free(rr), free(r1);
+    free(put), free(get), free(bat), free(fw), free(ff), free(cl), free(fr), free(rw), free(rr), free(r1), free(pf);
 }
 
 /* Finds the fio read shape with the best bandwidth (the device ceiling), which each trial
