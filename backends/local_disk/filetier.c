@@ -1420,9 +1420,9 @@ void kvt__ft_destroy(void *state)
         kvt_backend_log(ft->env, KVT_LOG_INFO,
                         "event=destroyed objects=%zu bytes_used=%" PRIu64 " evictions=%" PRIu64
                         " quarantined=%" PRIu64 " corrupt=%" PRIu64 " enospc=%" PRIu64
-                        " eio=%" PRIu64 " cancelled=%" PRIu64,
+                        " eio=%" PRIu64 " cancelled=%" PRIu64 " recycled=%" PRIu64,
                         ft->count, ft->used, ft->evictions, ft->quarantined, ft->corrupt,
-                        ft->enospc, ft->eio, ft->cancelled);
+                        ft->enospc, ft->eio, ft->cancelled, ft->recycled);
     for (size_t b = 0; ft->buckets && b < ft->nbuckets; b++)
         for (struct ent *e = ft->buckets[b], *next; e; e = next) {
             next = e->hnext;
