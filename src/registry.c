@@ -112,9 +112,11 @@ static void bk_write(void *ud, size_t n, const kvt_key *keys, kvt_obj **objs, bo
     int sts[KVT__WQ_BATCH_MAX];
     for (size_t i = 0; i < n; i++)
         sts[i] = KVT_ECLOSED;
-    if (!abandoned && n > 1) /* the queue batches only for a tier with the slot */
-        bk->ops->batched_put(bk->state, n, keys, (kvt_obj *const *)objs, sts);
-    else if (!abandoned)
+    if (!abandoned && n > 1) { /* the queue batches only for a tier with the slot */
+        int rc = bk->ops->batched_put(bk->state, n, keys, (kvt_obj *const *)objs, sts);
+        for (size_t i = 0; rc != KVT_OK && i < n; i++)
+            sts[i] = rc; /* the whole batch failed */
+    } else if (!abandoned)
         sts[0] = bk->ops->put(bk->state, &keys[0], objs[0]);
     for (size_t i = 0; i < n; i++) {
         int rc = sts[i];

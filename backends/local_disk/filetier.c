@@ -272,6 +272,12 @@ static int make_parents(int dfd, const char *rel)
     return 0;
 }
 
+/* A random-enough start for e's temp names (the names only need to differ). */
+static uint64_t tmp_seed(const struct ent *e, const void *salt)
+{
+    return XXH3_64bits_withSeed(e->name, strlen(e->name), (uint64_t)time(NULL) ^ (uintptr_t)salt);
+}
+
 /* Makes `v`'s file the temp file `tmp` of a write of `e` instead of unlinking it: the
  * write then overwrites blocks the filesystem laid out long ago, as an overwrite of a
  * pre-laid-out file does, instead of allocating new ones (a full tier evicts one chunk per
@@ -283,10 +289,9 @@ static bool recycle(kvt__ft *ft, struct ent *v, const struct ent *e, char *tmp, 
     if (v->readers || v->dir != e->dir || v->file_bytes > e->file_bytes ||
         make_parents(dfd, e->name) != 0)
         return false;
-    uint64_t rnd = XXH3_64bits_withSeed(e->name, strlen(e->name), (uint64_t)time(NULL) ^ (uintptr_t)v);
-    ft->lay->tmp_name(e->name, rnd, tmp, cap);
-    if (renameat(dfd, v->name, dfd, tmp) != 0)
-        return false;
+    ft->lay->tmp_name(e->name, tmp_seed(e, v), tmp, cap);
+    if (renameat2(dfd, v->name, dfd, tmp, RENAME_NOREPLACE) != 0)
+        return false; /* a taken name, or no RENAME_NOREPLACE here */
     if (ft->lay->removed)
         ft->lay->removed(dfd, v->name, NULL);
     index_del(ft, v);
@@ -630,7 +635,7 @@ static void put_open(kvt__ft *ft, struct wput *w)
         w->err = errno;
         return;
     }
-    uint64_t rnd = XXH3_64bits_withSeed(e->name, strlen(e->name), (uint64_t)time(NULL) ^ (uintptr_t)e);
+    uint64_t rnd = tmp_seed(e, e);
     for (int tries = 0; w->fd < 0 && tries < 8; tries++, rnd = rnd * 6364136223846793005ull + 1) {
         ft->lay->tmp_name(e->name, rnd, w->tmp, sizeof w->tmp);
         w->fd = openat(d->fd, w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | direct, 0644);
@@ -891,7 +896,8 @@ static int read_batch(kvt__ft *ft, size_t n, const kvt_key *keys, kvt_obj **outs
     }
     pthread_mutex_unlock(&ft->mu);
     int rc = KVT_OK;
-    if (!(b.io = calloc(most + 1, sizeof *b.io)) || !(b.owner = calloc(most + 1, sizeof *b.owner)) ||
+    if (!(b.io = calloc(most + 1, sizeof *b.io)) ||
+        !(b.owner = calloc(most + 1, sizeof *b.owner)) ||
         !(b.landed = calloc(most + 1, sizeof *b.landed)))
         rc = kvt__fail(KVT_ENOMEM, "cannot allocate a %s batch", ft->lay->tier);
     for (size_t i = 0; i < n; i++) {

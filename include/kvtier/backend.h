@@ -83,9 +83,9 @@ struct kvt_backend_ops {
     /** Frees an instance. The store calls it only after all I/O has drained. */
     void (*destroy)(void *state);
     /** Stores `obj` (borrowed: retain it to keep it). Non-CPU tiers are called from the
-     *  instance's write-through thread, one put (or batched_put) at a time; a tier without a ping slot also
-     *  gets the circuit breaker's probe put (a scratch key) from the store's health thread,
-     *  which may overlap with it. An existing key: KVT_OK. */
+     *  instance's write-through thread, one put (or batched_put) at a time; a tier without
+     *  a ping slot also gets the circuit breaker's probe put (a scratch key) from the
+     *  store's health thread, which may overlap with it. An existing key: KVT_OK. */
     int (*put)(void *state, const kvt_key *key, kvt_obj *obj);
     /** KVT_OK with one reference in `*out` (allocate it with kvt_backend_alloc()),
      *  KVT_ENOENT on a miss, another status on error (counted as a miss by the store; OK
@@ -135,7 +135,7 @@ struct kvt_backend_ops {
      *  objs[i] borrowed, statuses[i] what put() would return for keys[i] (every one is
      *  set). The write-through thread hands it up to 8 queued items at a time, never
      *  waiting for more; without the slot it calls put() once per item. Returns KVT_OK
-     *  unless the whole batch failed. */
+     *  unless the whole batch failed (every item then counts as failed with that status). */
     int (*batched_put)(void *state, size_t n, const kvt_key *keys, kvt_obj *const *objs,
                        int *statuses);
     /* ---- ABI version 5 ends here; append only ---- */

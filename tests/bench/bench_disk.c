@@ -238,6 +238,34 @@ static void ratios(const char *what, int mib, const double *a, const double *b, 
     report(name, r, n);
 }
 
+/* Puts `batch` chunks under keys key_of(first + i), filled from bufs[i] before the clock
+ * starts (the engine's side: it fills the chunks first), then flushes; MiB/s. */
+static double put_batch(kvt_store *s, size_t chunk, int batch, void **bufs, uint64_t first,
+                        kvt_key *keys)
+{
+    kvt_obj **objs = calloc((size_t)batch, sizeof *objs);
+    for (int i = 0; i < batch; i++) {
+        int rc = kvt_obj_alloc(s, chunk, NULL, &objs[i]);
+        if (rc != KVT_OK)
+            die("obj_alloc", rc);
+        memcpy(kvt_obj_data_mut(objs[i]), bufs[i], chunk);
+        keys[i] = key_of(first + (uint64_t)i);
+    }
+    double t0 = now_s();
+    for (int i = 0; i < batch; i++) {
+        int rc = kvt_put_obj(s, &keys[i], objs[i]);
+        if (rc != KVT_OK)
+            die("put_obj", rc);
+        kvt_obj_release(objs[i]);
+    }
+    int rc = kvt_flush(s, 600000);
+    if (rc != KVT_OK)
+        die("flush", rc);
+    double mibps = (double)chunk * batch / MiB / (now_s() - t0);
+    free(objs);
+    return mibps;
+}
+
 /* MiB/s of putting `batch` new chunks (+ flush) into a tier that is full of `batch` older
  * ones, so each put evicts one: a cache's steady state, where the tier overwrites evicted
  * files instead of allocating new ones. The tier under `{dir}/full` keeps its chunks from
@@ -246,31 +274,14 @@ static double put_full(int t, size_t chunk, int batch, void **bufs)
 {
     double cap_gib = (batch + 0.5) * (double)(chunk + 8192) / (MiB * 1024);
     kvt_store *s = open_store("full", (double)chunk * (batch + 2) / (MiB * 1024), cap_gib);
-    kvt_obj **objs = calloc((size_t)batch, sizeof *objs);
     kvt_key *keys = calloc((size_t)batch, sizeof *keys);
     double mibps = 0;
     for (int round = t == 0 ? 0 : 1; round < 2; round++) {
-        for (int i = 0; i < batch; i++) {
-            int rc = kvt_obj_alloc(s, chunk, NULL, &objs[i]);
-            if (rc != KVT_OK)
-                die("obj_alloc", rc);
-            memcpy(kvt_obj_data_mut(objs[i]), bufs[i], chunk);
-            keys[i] = key_of(1000000 + ((uint64_t)t * 2 + (uint64_t)round) * 1000 + (uint64_t)i + chunk);
-        }
-        double t0 = now_s();
-        for (int i = 0; i < batch; i++) {
-            int rc = kvt_put_obj(s, &keys[i], objs[i]);
-            if (rc != KVT_OK)
-                die("put_obj", rc);
-            kvt_obj_release(objs[i]);
-        }
-        int rc = kvt_flush(s, 600000);
-        if (rc != KVT_OK)
-            die("flush", rc);
-        mibps = (double)chunk * batch / MiB / (now_s() - t0);
+        uint64_t first = 1000000 + ((uint64_t)t * 2 + (uint64_t)round) * 1000 + chunk;
+        mibps = put_batch(s, chunk, batch, bufs, first, keys);
     }
     kvt_store_close(s);
-    free(objs), free(keys);
+    free(keys);
     return mibps;
 }
 
@@ -281,12 +292,12 @@ static void bench_chunk(size_t chunk, int batch)
            *bat = calloc((size_t)n, sizeof *bat), *fw = calloc((size_t)n, sizeof *fw),
            *fr = calloc((size_t)n, sizeof *fr), *ff = calloc((size_t)n, sizeof *ff),
            *cl = calloc((size_t)n, sizeof *cl), *rw = calloc((size_t)n, sizeof *rw),
-           *rr = calloc((size_t)n, sizeof *rr), *r1 = calloc((size_t)n, sizeof *r1), *pf = calloc((size_t)n, sizeof *pf);
+           *rr = calloc((size_t)n, sizeof *rr), *r1 = calloc((size_t)n, sizeof *r1),
+           *pf = calloc((size_t)n, sizeof *pf);
     void **bufs = calloc((size_t)batch, sizeof *bufs);
     size_t *caps = calloc((size_t)batch, sizeof *caps), *lens = calloc((size_t)batch, sizeof *lens);
     int *sts = calloc((size_t)batch, sizeof *sts);
     kvt_key *keys = calloc((size_t)batch, sizeof *keys);
-    kvt_obj **objs = calloc((size_t)batch, sizeof *objs);
     double total = (double)chunk * batch / MiB;
     for (int i = 0; i < batch; i++) {
         bufs[i] = aligned_alloc(4096, chunk);
@@ -317,25 +328,7 @@ static void bench_chunk(size_t chunk, int batch)
             }
             /* put: a store whose CPU tier stages the batch */
             kvt_store *s = open_store("tier", (double)chunk * (batch + 2) / (MiB * 1024), 64);
-            for (int i = 0; i < batch; i++) { /* the engine's side: it fills the chunks first */
-                int rc = kvt_obj_alloc(s, chunk, NULL, &objs[i]);
-                if (rc != KVT_OK)
-                    die("obj_alloc", rc);
-                memcpy(kvt_obj_data_mut(objs[i]), bufs[i], chunk);
-                memset(kvt_obj_data_mut(objs[i]), t + i, 64);
-                keys[i] = key_of((uint64_t)t * 1000 + (uint64_t)i + chunk);
-            }
-            double t0 = now_s();
-            for (int i = 0; i < batch; i++) {
-                int rc = kvt_put_obj(s, &keys[i], objs[i]);
-                if (rc != KVT_OK)
-                    die("put_obj", rc);
-                kvt_obj_release(objs[i]);
-            }
-            int rc = kvt_flush(s, 600000);
-            if (rc != KVT_OK)
-                die("flush", rc);
-            put[t] = total / (now_s() - t0);
+            put[t] = put_batch(s, chunk, batch, bufs, (uint64_t)t * 1000 + chunk, keys);
             /* batched get: CPU tier bypassed, one batch */
             bool was;
             kvt_backend_set_bypass(s, "LocalCPUBackend", true, &was);
@@ -345,8 +338,8 @@ static void bench_chunk(size_t chunk, int batch)
                 printf("# %s mode=%s\n", TIER, st.mode);
             }
             size_t hits = 0;
-            t0 = now_s();
-            rc = kvt_batched_get_into(s, (size_t)batch, keys, bufs, caps, lens, sts, &hits);
+            double t0 = now_s();
+            int rc = kvt_batched_get_into(s, (size_t)batch, keys, bufs, caps, lens, sts, &hits);
             bat[t] = total / (now_s() - t0);
             if (rc != KVT_OK || hits != (size_t)batch)
                 die("batched_get_into", rc ? rc : KVT_ENOENT);
@@ -406,7 +399,7 @@ static void bench_chunk(size_t chunk, int batch)
     fflush(stdout);
     for (int i = 0; i < batch; i++)
         free(bufs[i]);
-    free(bufs), free(caps), free(lens), free(sts), free(keys), free(objs);
+    free(bufs), free(caps), free(lens), free(sts), free(keys);
     free(put), free(get), free(bat), free(fw), free(ff), free(cl), free(fr), free(rw), free(rr), free(r1), free(pf);
 }
 
