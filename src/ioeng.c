@@ -205,6 +205,8 @@ static int run_uring(kvt__ioeng *e, kvt__io *ios, struct req *reqs, size_t nreq,
     int hard = 0;
     if (!redo) {
         unlease(e, rg);
+        for (size_t k = 0; k < nreq; k++)
+            ios[reqs[k].io].res = KVT_ENOMEM;
         return kvt__fail(KVT_ENOMEM, "cannot allocate an I/O batch");
     }
     while (next < nreq || nredo || inflight) {
@@ -274,8 +276,9 @@ static int run_uring(kvt__ioeng *e, kvt__io *ios, struct req *reqs, size_t nreq,
         io_uring_cq_advance(ring, seen);
     }
     if (hard) {
-        for (size_t i = 0; i < nreq; i++)
-            if (ios[reqs[i].io].res == KVT_OK && reqs[i].left)
+        for (size_t i = 0; i < nreq; i++) /* a transfer whose done() ran keeps its result */
+            if (ios[reqs[i].io].res == KVT_OK && reqs[i].left &&
+                !(t->called && t->called[reqs[i].io]))
                 ios[reqs[i].io].res = hard;
         ring_reset(e, rg); /* closing the ring cancels and waits for what it still holds */
     }
@@ -420,6 +423,8 @@ int kvt__ioeng_run_hooked(kvt__ioeng *e, kvt__io *ios, size_t n, const struct kv
         atomic_fetch_add_explicit(&e->requests, nreq, memory_order_relaxed);
         rc = e->uring ? run_uring(e, ios, reqs, nreq, &t) : run_posix(e, ios, reqs, nreq);
     }
+    if (t.ready) /* a ring that could not start never ran it */
+        t.ready(t.h->ctx);
     for (size_t i = 0; i < n; i++) /* the rest: pread mode, empty or failed transfers */
         call_done(&t, i);
     free(t.left), free(t.fin), free(t.called), free(reqs);

@@ -51,11 +51,12 @@ static bool writing_key(const kvt__wq *q, const kvt_key *key)
     return false;
 }
 
-/* Takes up to `batch` live items off the head into keys/objs; cancelled ones it passes
- * are counted done at once. Returns how many it took. mu held. */
-static size_t take(kvt__wq *q, kvt_key *keys, kvt_obj **objs)
+/* Takes up to `batch` live items off the head into keys/objs, and the cancelled ones
+ * among them (*skipped). Returns how many live ones. mu held. */
+static size_t take(kvt__wq *q, kvt_key *keys, kvt_obj **objs, size_t *skipped)
 {
     size_t n = 0;
+    *skipped = 0;
     while (q->count > 0 && n < q->batch) {
         struct item *it = &q->ring[q->head];
         q->head = (q->head + 1) % q->depth;
@@ -64,12 +65,29 @@ static size_t take(kvt__wq *q, kvt_key *keys, kvt_obj **objs)
             keys[n] = it->key;
             objs[n++] = it->obj;
         } else {
-            q->done++;
+            (*skipped)++;
         }
     }
     pthread_cond_broadcast(&q->not_full);
-    pthread_cond_broadcast(&q->progress);
     return n;
+}
+
+/* After a batch: undoes the writes cancels marked, until none is marked (a cancel may mark
+ * one already passed while another is undone), so no mark outlives its batch. mu held. */
+static void undo_marked(kvt__wq *q, size_t n)
+{
+    for (bool again = true; again;) {
+        again = false;
+        for (size_t i = 0; i < n; i++) {
+            if (!q->undo[i])
+                continue;
+            again = true;
+            q->undo[i] = false;
+            pthread_mutex_unlock(&q->mu); /* cur[] changes only on this thread */
+            q->undo_fn(q->ud, &q->cur[i]);
+            pthread_mutex_lock(&q->mu);
+        }
+    }
 }
 
 static void *worker(void *arg)
@@ -82,26 +100,19 @@ static void *worker(void *arg)
             pthread_cond_wait(&q->not_empty, &q->mu);
         if (q->count == 0)
             break; /* stopping and drained */
-        size_t n = take(q, q->cur, objs);
-        if (n == 0)
-            continue;
-        bool abandoned = q->abandon;
-        q->writing = !abandoned;
-        q->ncur = n;
-        pthread_mutex_unlock(&q->mu);
-        q->fn(q->ud, n, q->cur, objs, abandoned);
-        pthread_mutex_lock(&q->mu);
-        for (size_t i = 0; i < n; i++) {
-            if (!q->undo[i])
-                continue;
-            pthread_mutex_unlock(&q->mu); /* cur[] changes only on this thread */
-            q->undo_fn(q->ud, &q->cur[i]);
+        size_t skipped, n = take(q, q->cur, objs, &skipped);
+        if (n > 0) {
+            bool abandoned = q->abandon;
+            q->writing = !abandoned;
+            q->ncur = n;
+            pthread_mutex_unlock(&q->mu);
+            q->fn(q->ud, n, q->cur, objs, abandoned);
             pthread_mutex_lock(&q->mu);
-            q->undo[i] = false;
+            undo_marked(q, n);
+            q->writing = false;
+            q->ncur = 0;
         }
-        q->writing = false;
-        q->ncur = 0;
-        q->done += n;
+        q->done += n + skipped; /* the batch is a prefix: counted once it is all done */
         pthread_cond_broadcast(&q->progress);
     }
     while (q->done < q->pushed) /* items a forced stop is still dropping: count them first */

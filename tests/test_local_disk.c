@@ -397,21 +397,29 @@ static void corruption(void **state)
     assert_int_equal(disk_stats(s).objects, 5);
     assert_int_equal(kvt_store_close(s), KVT_OK);
 
-    /* At open: a header byte flipped, a file cut inside its header, bad magic. */
+    /* At open: a header byte flipped, a file cut inside its header, bad magic, a name
+     * that is not its key's. */
     file_of(dir, 1, p, sizeof p);
     flip_byte(p, 70);
     file_of(dir, 2, p, sizeof p);
     assert_int_equal(truncate(p, 100), 0);
     file_of(dir, 3, p, sizeof p);
     flip_byte(p, 0);
+    /* A whole file under another chunk's name (an overwrite whose rename a crash lost). */
+    char other[1200];
+    file_of(dir, 4, p, sizeof p);
+    file_of(dir, 99, other, sizeof other);
+    assert_int_equal(rename(p, other), 0);
     s = open_disk(dir, 1, 64, NULL, NULL);
     c = counters(s);
-    assert_int_equal(c.corrupt, 3);
-    assert_int_equal(disk_stats(s).objects, 2);
+    assert_int_equal(c.corrupt, 4);
+    assert_int_equal(disk_stats(s).objects, 1);
     assert_int_equal(get_h(s, 1), KVT_ENOENT);
-    assert_int_equal(get_h(s, 4), KVT_OK);
+    assert_int_equal(get_h(s, 4), KVT_ENOENT);
+    assert_int_equal(get_h(s, 99), KVT_ENOENT);
+    assert_int_equal(get_h(s, 5), KVT_OK);
     /* quarantine holds at most 8 files; its bytes count against the cap */
-    assert_int_equal(count_files(q, ".pt", NULL), 6);
+    assert_int_equal(count_files(q, ".pt", NULL), 7);
     assert_true(disk_stats(s).bytes_used > 2 * FILE_BYTES);
     assert_int_equal(kvt_store_close(s), KVT_OK);
 }

@@ -920,6 +920,48 @@ static void remove_during_a_batch_undoes_only_its_key(void **state)
     kvt_store_close(s);
 }
 
+struct flusher {
+    kvt_store *s;
+    atomic_bool returned;
+    int rc;
+};
+
+static void *flush_main(void *arg)
+{
+    struct flusher *f = arg;
+    f->rc = kvt_flush(f->s, 10000);
+    atomic_store(&f->returned, true);
+    return NULL;
+}
+
+/* A flush waits for every write up to its mark, even when the batch that holds the last
+ * of them also holds writes cancelled after the mark was taken. */
+static void flush_waits_for_a_batch_with_cancelled_items(void **state)
+{
+    (void)state;
+    kvt_store *s = open_with(false, true, NULL, NULL);
+    queue_behind_parked_put(s, 1);
+    struct flusher f = {.s = s};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, flush_main, &f), 0);
+    usleep(100 * 1000); /* its mark: chunks 100 and 1 */
+    put_h(s, 2);
+    kvt_key k2 = tk_key(2);
+    assert_int_equal(kvt_remove(s, &k2, NULL), KVT_OK); /* cancels the queued write */
+    put_h(s, 3);
+    tk_gate_pass(&tk_b, TK_PUT, 1); /* 100 goes; the batch 1, (2), 3 parks on chunk 1 */
+    while (atomic_load(&tk_b.batched_put_calls) == 0)
+        usleep(1000);
+    tk_wait_parked_at(&tk_b, TK_PUT, 1);
+    usleep(100 * 1000);
+    assert_false(atomic_load(&f.returned)); /* chunk 1 is not written yet */
+    tk_gate_at(&tk_b, TK_PUT, false);
+    pthread_join(th, NULL);
+    assert_int_equal(f.rc, KVT_OK);
+    assert_true(tier_holds(&tk_b, 1));
+    kvt_store_close(s);
+}
+
 static atomic_bool v4_wanted;
 static bool want_v4(const kvt_config *cfg) { (void)cfg; return atomic_load(&v4_wanted); }
 
@@ -1120,6 +1162,7 @@ int main(void)
         cmocka_unit_test_setup(short_vtable_slot_is_never_called, setup),
         cmocka_unit_test_setup(write_through_batches_queued_items, setup),
         cmocka_unit_test_setup(remove_during_a_batch_undoes_only_its_key, setup),
+        cmocka_unit_test_setup(flush_waits_for_a_batch_with_cancelled_items, setup),
         cmocka_unit_test_setup(v4_table_gets_single_puts, setup),
         cmocka_unit_test_setup(metrics_render_lmcache_names, setup),
         cmocka_unit_test_setup(log_lines_reach_the_handler_as_logfmt, setup),

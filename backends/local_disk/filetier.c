@@ -281,13 +281,15 @@ static uint64_t tmp_seed(const struct ent *e, const void *salt)
 /* Makes `v`'s file the temp file `tmp` of a write of `e` instead of unlinking it: the
  * write then overwrites blocks the filesystem laid out long ago, as an overwrite of a
  * pre-laid-out file does, instead of allocating new ones (a full tier evicts one chunk per
- * put). Only a file no reader holds, in e's directory, no larger than e's (so the disk never
- * holds more than is counted). False: drop it as usual. mu held. */
+ * put). Only a file no reader holds, in e's directory, no larger than e's, and the last
+ * victim e needs (so the disk never holds more than is counted), and only for a layout
+ * whose payload checksum catches a crash that kept the old name but not the rename.
+ * False: drop it as usual. mu held. */
 static bool recycle(kvt__ft *ft, struct ent *v, const struct ent *e, char *tmp, size_t cap)
 {
     int dfd = ft->dirs[e->dir].fd;
-    if (v->readers || v->dir != e->dir || v->file_bytes > e->file_bytes ||
-        make_parents(dfd, e->name) != 0)
+    if (!ft->lay->xxh3_sum || v->readers || v->dir != e->dir || v->file_bytes > e->file_bytes ||
+        ft->used - v->file_bytes + e->file_bytes > ft->cap || make_parents(dfd, e->name) != 0)
         return false;
     ft->lay->tmp_name(e->name, tmp_seed(e, v), tmp, cap);
     if (renameat2(dfd, v->name, dfd, tmp, RENAME_NOREPLACE) != 0)
@@ -407,14 +409,14 @@ static size_t read_nios(const kvt__ft *ft, uint64_t plen)
     return 2 + (size_t)((pad4k(plen) + ft->o.req_size - 1) / ft->o.req_size);
 }
 
-/* Appends to `io` the transfers that read [off, off + len) of the file into `buf`, one per
- * request, so each can be checked as it lands. */
+/* Appends to `io` the transfers that read [off, off + len) of the file into `buf`: one per
+ * request when the layout's checksum is fed as they land, else one. */
 static size_t pieces(const kvt__ft *ft, int fd, char *buf, uint64_t off, size_t len, kvt__io *io)
 {
-    size_t n = 0;
-    for (size_t at = 0; at < len; at += ft->o.req_size)
+    size_t n = 0, step = ft->lay->xxh3_sum ? ft->o.req_size : len;
+    for (size_t at = 0; at < len; at += step)
         io[n++] = (kvt__io){.fd = fd, .buf = buf + at, .off = off + at, .eof_ok = true,
-                            .len = len - at < ft->o.req_size ? len - at : ft->o.req_size};
+                            .len = len - at < step ? len - at : step};
     return n;
 }
 
@@ -616,6 +618,7 @@ static void put_open(kvt__ft *ft, struct wput *w)
     size_t size = e->info.payload_len;
     w->body = aligned(w->data) ? size / HDR * HDR : 0;
     w->rest = size - w->body;
+    w->have_tmp = w->recycled;
     if ((w->err = make_parents(d->fd, e->name)) != 0)
         return;
     if (!aligned(w->data)) { /* not from our pool: cannot happen today, stay correct */
@@ -630,7 +633,6 @@ static void put_open(kvt__ft *ft, struct wput *w)
         w->rest = 0;
     }
     int direct = d->direct ? O_DIRECT : 0;
-    w->have_tmp = w->recycled;
     if (w->recycled && (w->fd = openat(d->fd, w->tmp, O_WRONLY | O_CLOEXEC | direct)) < 0) {
         w->err = errno;
         return;
@@ -776,6 +778,12 @@ static void put_slice(kvt__ft *ft, size_t n, const kvt_key *keys, kvt_obj *const
         put_close(ft, &w[i]);
         sts[i] = put_end(ft, &w[i]);
     }
+    for (size_t i = 1; i < n; i++) /* a second copy in the slice shares the first's fate */
+        for (size_t j = 0; !w[i].e && sts[i] == KVT_OK && j < i; j++)
+            if (w[j].e && kvt_key_equal(&keys[i], &keys[j])) {
+                sts[i] = sts[j];
+                break;
+            }
 }
 
 int kvt__ft_batched_put(void *state, size_t n, const kvt_key *keys, kvt_obj *const *objs,
@@ -845,6 +853,17 @@ struct rbatch {
     int *sts;
 };
 
+/* Chunk i has all its bytes (or failed): its status. */
+static void chunk_done(struct rbatch *b, size_t i)
+{
+    b->sts[i] = read_done(b->ft, &b->ls[i], b->dst[i], &b->pg[i], b->io + b->first[i],
+                          b->first[i + 1] - b->first[i], b->sum[i], &b->bad[i]);
+    if (b->sts[i] != KVT_OK && b->outs) {
+        kvt_obj_release(b->outs[i]);
+        b->outs[i] = NULL;
+    }
+}
+
 static void chunk_read(void *arg, size_t k)
 {
     struct rbatch *b = arg;
@@ -855,14 +874,8 @@ static void chunk_read(void *arg, size_t k)
         const kvt__io *io = &b->io[b->next[i]];
         XXH3_64bits_update(b->sum[i], io->buf, payload_bytes(in, io));
     }
-    if (--b->left[i] > 0)
-        return;
-    b->sts[i] = read_done(b->ft, &b->ls[i], b->dst[i], &b->pg[i], b->io + b->first[i],
-                          b->first[i + 1] - b->first[i], b->sum[i], &b->bad[i]);
-    if (b->sts[i] != KVT_OK && b->outs) {
-        kvt_obj_release(b->outs[i]);
-        b->outs[i] = NULL;
-    }
+    if (--b->left[i] == 0)
+        chunk_done(b, i);
 }
 
 static void rbatch_free(struct rbatch *b, size_t n)
@@ -928,6 +941,9 @@ static int read_batch(kvt__ft *ft, size_t n, const kvt_key *keys, kvt_obj **outs
     b.first[n] = nio;
     struct kvt__ioeng_hooks hk = {.done = chunk_read, .ctx = &b};
     run_hooked(ft, b.io, nio, &hk); /* each transfer carries its own result */
+    for (size_t i = 0; i < n; i++) /* nothing to read (an empty payload): checked here */
+        if (b.dst[i] && b.first[i] == b.first[i + 1])
+            chunk_done(&b, i);
     pthread_mutex_lock(&ft->mu);
     for (size_t i = 0; i < n; i++)
         lease_end(ft, &b.ls[i], b.bad[i]);

@@ -183,6 +183,14 @@ static void ld_scan_file(kvt__ft *ft, struct kvt__ft_scan *sc, size_t di, const 
         return; /* not a name this tier makes */
     bool ok = kvt__ft_read_head(ft, di, name, h, &st, &have_st, &why) &&
               header_parse(h, (uint64_t)st.st_size, &in, &why);
+    if (ok) { /* a file under another chunk's name: an overwrite whose rename a crash lost */
+        char ks[KVT_KEY_STRING_MAX], want[NAME_LIMIT + 4];
+        ok = kvt_key_to_string(&in.key, ks, sizeof ks) == KVT_OK;
+        if (ok)
+            file_name(ks, want);
+        if (!(ok = ok && strcmp(want, name) == 0))
+            why = "file name does not match its key";
+    }
     if (ok)
         kvt__ft_scan_found(ft, sc, di, name, &st, &in);
     else if (have_st)
