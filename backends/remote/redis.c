@@ -154,6 +154,26 @@ static int wait_fd(int fd, short events, int64_t deadline)
     }
 }
 
+/* read(2) of at most `len` bytes by the deadline: how many (> 0), else KVT_EIO (the server
+ * closed the connection, or a socket error) or KVT_ETIMEDOUT. */
+static ssize_t read_by(int fd, void *buf, size_t len, int64_t deadline)
+{
+    for (;;) {
+        ssize_t n = read(fd, buf, len);
+        if (n > 0)
+            return n;
+        if (n == 0)
+            return KVT_EIO;
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return KVT_EIO;
+        int rc = wait_fd(fd, POLLIN, deadline);
+        if (rc != KVT_OK)
+            return rc;
+    }
+}
+
 /* Writes every byte of iov[0..n) (modified) by the deadline. */
 static int send_iov(redisContext *c, struct iovec *iov, int n, int64_t deadline)
 {
@@ -241,21 +261,11 @@ static int recv_reply(redisContext *c, int64_t deadline, redisReply **out)
             *out = rep;
             return KVT_OK;
         }
-        ssize_t n = read(c->fd, buf, sizeof buf);
-        if (n > 0) {
-            if (redisReaderFeed(c->reader, buf, (size_t)n) != REDIS_OK)
-                return KVT_EIO;
-            continue;
-        }
-        if (n == 0)
-            return KVT_EIO; /* the server closed the connection */
-        if (errno == EINTR)
-            continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
+        ssize_t n = read_by(c->fd, buf, sizeof buf, deadline);
+        if (n < 0)
+            return (int)n;
+        if (redisReaderFeed(c->reader, buf, (size_t)n) != REDIS_OK)
             return KVT_EIO;
-        int rc = wait_fd(c->fd, POLLIN, deadline);
-        if (rc != KVT_OK)
-            return rc;
     }
 }
 
@@ -541,22 +551,11 @@ static int rin_fill(struct rin *in)
     }
     if (in->len == sizeof in->buf)
         return KVT_EIO; /* a reply line longer than the buffer: not a GET reply */
-    for (;;) {
-        ssize_t n = read(in->fd, in->buf + in->len, sizeof in->buf - in->len);
-        if (n > 0) {
-            in->len += (size_t)n;
-            return KVT_OK;
-        }
-        if (n == 0)
-            return KVT_EIO; /* the server closed the connection */
-        if (errno == EINTR)
-            continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
-            return KVT_EIO;
-        int rc = wait_fd(in->fd, POLLIN, in->deadline);
-        if (rc != KVT_OK)
-            return rc;
-    }
+    ssize_t n = read_by(in->fd, in->buf + in->len, sizeof in->buf - in->len, in->deadline);
+    if (n < 0)
+        return (int)n;
+    in->len += (size_t)n;
+    return KVT_OK;
 }
 
 /* The next CRLF-terminated line (without the CRLF), consumed; valid until the next call. */
@@ -599,22 +598,12 @@ static int rin_take(struct rin *in, char *dst, size_t len)
             to = in->buf;
             want = len < sizeof in->buf ? len : sizeof in->buf;
         }
-        ssize_t n = read(in->fd, to, want);
-        if (n > 0) {
-            len -= (size_t)n;
-            if (dst)
-                dst += n;
-            continue;
-        }
-        if (n == 0)
-            return KVT_EIO;
-        if (errno == EINTR)
-            continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
-            return KVT_EIO;
-        int rc = wait_fd(in->fd, POLLIN, in->deadline);
-        if (rc != KVT_OK)
-            return rc;
+        ssize_t n = read_by(in->fd, to, want, in->deadline);
+        if (n < 0)
+            return (int)n;
+        len -= (size_t)n;
+        if (dst)
+            dst += n;
     }
     while (in->len - in->pos < 2) {
         int rc = rin_fill(in);
