@@ -212,6 +212,20 @@ static void draining_reply(struct admin_req *r, const char *msg)
     kvt__admin_json(r, 202, o);
 }
 
+/* The reply to a close or recreate that failed: 404 unknown, 202 still draining, 409 busy,
+ * else 500 with kvtier's text `msg` (taken right after the call). */
+static void lifecycle_failed(struct admin_req *r, int rc, const char *msg, const char *what)
+{
+    if (rc == KVT_ENOENT)
+        not_found(r);
+    else if (rc == KVT_ETIMEDOUT)
+        draining_reply(r, msg);
+    else if (rc == KVT_EBUSY)
+        status_reply(r, 409, "conflict", msg);
+    else
+        kvt__admin_error(r, 500, what, msg[0] ? msg : kvt_strerror(rc));
+}
+
 static void h_close(struct admin_req *r)
 {
     kvt_store *s = r->srv->store;
@@ -246,14 +260,8 @@ static void h_close(struct admin_req *r)
     if (rc == KVT_OK) {
         snprintf(msg, sizeof msg, "Backend %s closed", r->name);
         status_reply(r, 200, "success", msg);
-    } else if (rc == KVT_ENOENT) {
-        not_found(r);
-    } else if (rc == KVT_ETIMEDOUT) {
-        draining_reply(r, msg);
-    } else if (rc == KVT_EBUSY) {
-        status_reply(r, 409, "conflict", msg);
     } else {
-        fail500(r, "Failed to close backend", rc);
+        lifecycle_failed(r, rc, msg, "Failed to close backend");
     }
 }
 
@@ -303,14 +311,8 @@ static void h_recreate(struct admin_req *r)
                 cJSON_AddStringToObject(c, info[i].name, info[i].class_name);
         cJSON_AddItemToObject(o, "backends", all);
         kvt__admin_json(r, 200, o);
-    } else if (rc == KVT_ENOENT) {
-        not_found(r);
-    } else if (rc == KVT_ETIMEDOUT) {
-        draining_reply(r, msg);
-    } else if (rc == KVT_EBUSY) {
-        status_reply(r, 409, "conflict", msg);
     } else {
-        kvt__admin_error(r, 500, "Failed to recreate backend", msg[0] ? msg : kvt_strerror(rc));
+        lifecycle_failed(r, rc, msg, "Failed to recreate backend");
     }
 }
 
