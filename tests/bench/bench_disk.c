@@ -238,6 +238,17 @@ static void ratios(const char *what, int mib, const double *a, const double *b, 
     report(name, r, n);
 }
 
+/* Prints the median, min and max of v[] as `{what}_MiBps_{mib}MiB`, with the request
+ * shape appended for the baselines that run at the tier's request size and depth. */
+static void bandwidth(const char *what, int mib, bool shape, double *v, int n)
+{
+    char name[128];
+    int k = snprintf(name, sizeof name, "%s_MiBps_%dMiB", what, mib);
+    if (shape)
+        snprintf(name + k, sizeof name - (size_t)k, "_bs%dk_qd%d", req_kib, depth);
+    report(name, v, n);
+}
+
 /* Puts `batch` chunks under keys key_of(first + i), filled from bufs[i] before the clock
  * starts (the engine's side: it fills the chunks first), then flushes; MiB/s. */
 static double put_batch(kvt_store *s, size_t chunk, int batch, void **bufs, uint64_t first,
@@ -359,7 +370,6 @@ static void bench_chunk(size_t chunk, int batch)
             pf[t] = put_full(t, chunk, batch, bufs);
         }
     }
-    char name[96];
     int mib = (int)(chunk / (1024 * 1024));
     ratios(PFX "_put_ratio", mib, put, rw, n);
     ratios(PFX "_get_into_ratio", mib, get, r1, n);
@@ -372,35 +382,27 @@ static void bench_chunk(size_t chunk, int batch)
         ratios(PFX "_batched_get_fio_ratio", mib, bat, fr, n);
         if (ceil_bs) {
             ratios(PFX "_batched_get_ceiling_ratio", mib, bat, cl, n);
+            char name[96];
             snprintf(name, sizeof name, "fio_read_ceiling_MiBps_%dMiB_trials", mib);
             report(name, cl, n);
         }
-        snprintf(name, sizeof name, "fio_write_MiBps_%dMiB_bs%dk_qd%d", mib, req_kib, depth);
-        report(name, fw, n);
-        snprintf(name, sizeof name, "fio_fresh_write_MiBps_%dMiB_bs%dk_qd%d", mib, req_kib, depth);
-        report(name, ff, n);
-        snprintf(name, sizeof name, "fio_read_MiBps_%dMiB_bs%dk_qd%d", mib, req_kib, depth);
-        report(name, fr, n);
+        bandwidth("fio_write", mib, true, fw, n);
+        bandwidth("fio_fresh_write", mib, true, ff, n);
+        bandwidth("fio_read", mib, true, fr, n);
     }
-    snprintf(name, sizeof name, "raw_write_MiBps_%dMiB_bs%dk_qd%d", mib, req_kib, depth);
-    report(name, rw, n);
-    snprintf(name, sizeof name, "raw_read_MiBps_%dMiB_bs%dk_qd%d", mib, req_kib, depth);
-    report(name, rr, n);
-    snprintf(name, sizeof name, "raw_read_one_at_a_time_MiBps_%dMiB_bs%dk_qd%d", mib, req_kib, depth);
-    report(name, r1, n);
-    snprintf(name, sizeof name, "kvtier_put_MiBps_%dMiB", mib);
-    report(name, put, n);
-    snprintf(name, sizeof name, "kvtier_put_full_tier_MiBps_%dMiB", mib);
-    report(name, pf, n);
-    snprintf(name, sizeof name, "kvtier_get_into_MiBps_%dMiB", mib);
-    report(name, get, n);
-    snprintf(name, sizeof name, "kvtier_batched_get_MiBps_%dMiB", mib);
-    report(name, bat, n);
+    bandwidth("raw_write", mib, true, rw, n);
+    bandwidth("raw_read", mib, true, rr, n);
+    bandwidth("raw_read_one_at_a_time", mib, true, r1, n);
+    bandwidth("kvtier_put", mib, false, put, n);
+    bandwidth("kvtier_put_full_tier", mib, false, pf, n);
+    bandwidth("kvtier_get_into", mib, false, get, n);
+    bandwidth("kvtier_batched_get", mib, false, bat, n);
     fflush(stdout);
     for (int i = 0; i < batch; i++)
         free(bufs[i]);
     free(bufs), free(caps), free(lens), free(sts), free(keys);
-    free(put), free(get), free(bat), free(fw), free(ff), free(cl), free(fr), free(rw), free(rr), free(r1), free(pf);
+    free(put), free(get), free(bat), free(fw), free(ff), free(cl), free(fr), free(rw), free(rr);
+    free(r1), free(pf);
 }
 
 /* Finds the fio read shape with the best bandwidth (the device ceiling), which each trial
