@@ -38,6 +38,8 @@
 
 #include <kvtier/kvtier.h>
 
+#include "benchkit.h"
+
 #ifdef BENCH_GDS
 #define TIER "GdsBackend"
 #define PFX "gds"
@@ -58,30 +60,10 @@ static int trials = 15;
 static int depth = 32, req_kib = 0; /* 0: the tier's default request size */
 static int ceil_bs, ceil_qd; /* the fio read shape found best: the device ceiling */
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static void die(const char *what, int rc)
+void bench_die(const char *what, int rc)
 {
     fprintf(stderr, "bench_disk: %s: %s: %s\n", what, kvt_status_name(rc), kvt_last_error());
     exit(1);
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static void report(const char *name, double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_d);
-    double med = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-    printf("%s=%.3f min=%.3f max=%.3f\n", name, med, v[0], v[n - 1]);
 }
 
 /* Warnings and errors only: the figures are the output. */
@@ -110,7 +92,7 @@ static kvt_store *open_store(const char *sub, double cpu_gib, double disk_gib)
         rc = kvt_store_open(cfg, &quiet, &s);
     kvt_config_free(cfg);
     if (rc != KVT_OK)
-        die("open", rc);
+        bench_die("open", rc);
     return s;
 }
 
@@ -176,12 +158,12 @@ static double raw_loop(bool write, bool one, void **bufs, size_t chunk, int batc
         snprintf(p, sizeof p, "%s/c%d", d, i);
         unlink(p);
     }
-    double t0 = now_s();
+    double t0 = bench_now();
     for (int i = 0; i < batch; i++) {
         snprintf(p, sizeof p, write ? "%s/.c%d.tmp" : "%s/c%d", d, i);
         fds[i] = open(p, write ? O_WRONLY | O_CREAT | O_TRUNC | O_DIRECT : O_RDONLY | O_DIRECT, 0644);
         if (fds[i] < 0)
-            die("raw open", KVT_EIO);
+            bench_die("raw open", KVT_EIO);
         if (write) /* laid out first, as the tiers do (and fio's file is) */
             fallocate(fds[i], 0, 0, (off_t)(4096 + (chunk + 4095) / 4096 * 4096));
     }
@@ -207,7 +189,7 @@ static double raw_loop(bool write, bool one, void **bufs, size_t chunk, int batc
         struct io_uring_cqe *cqe;
         while (io_uring_peek_cqe(&ring, &cqe) == 0) {
             if (cqe->res < 0)
-                die("raw io", cqe->res);
+                bench_die("raw io", cqe->res);
             io_uring_cqe_seen(&ring, cqe);
             inflight--;
             done++;
@@ -221,7 +203,7 @@ static double raw_loop(bool write, bool one, void **bufs, size_t chunk, int batc
             rename(p, q);
         }
     }
-    double mibps = (double)chunk * batch / MiB / (now_s() - t0);
+    double mibps = (double)chunk * batch / MiB / (bench_now() - t0);
     io_uring_queue_exit(&ring);
     free(fds);
     return mibps;
@@ -235,7 +217,7 @@ static void ratios(const char *what, int mib, const double *a, const double *b, 
     for (int t = 0; t < n; t++)
         r[t] = a[t] / b[t];
     snprintf(name, sizeof name, "%s_%dMiB", what, mib);
-    report(name, r, n);
+    bench_report(name, r, n);
 }
 
 /* Prints the median, min and max of v[] as `{what}_MiBps_{mib}MiB`, with the request
@@ -246,7 +228,7 @@ static void bandwidth(const char *what, int mib, bool shape, double *v, int n)
     int k = snprintf(name, sizeof name, "%s_MiBps_%dMiB", what, mib);
     if (shape)
         snprintf(name + k, sizeof name - (size_t)k, "_bs%dk_qd%d", req_kib, depth);
-    report(name, v, n);
+    bench_report(name, v, n);
 }
 
 /* Puts `batch` chunks under keys key_of(first + i), filled from bufs[i] before the clock
@@ -258,21 +240,21 @@ static double put_batch(kvt_store *s, size_t chunk, int batch, void **bufs, uint
     for (int i = 0; i < batch; i++) {
         int rc = kvt_obj_alloc(s, chunk, NULL, &objs[i]);
         if (rc != KVT_OK)
-            die("obj_alloc", rc);
+            bench_die("obj_alloc", rc);
         memcpy(kvt_obj_data_mut(objs[i]), bufs[i], chunk);
         keys[i] = key_of(first + (uint64_t)i);
     }
-    double t0 = now_s();
+    double t0 = bench_now();
     for (int i = 0; i < batch; i++) {
         int rc = kvt_put_obj(s, &keys[i], objs[i]);
         if (rc != KVT_OK)
-            die("put_obj", rc);
+            bench_die("put_obj", rc);
         kvt_obj_release(objs[i]);
     }
     int rc = kvt_flush(s, 600000);
     if (rc != KVT_OK)
-        die("flush", rc);
-    double mibps = (double)chunk * batch / MiB / (now_s() - t0);
+        bench_die("flush", rc);
+    double mibps = (double)chunk * batch / MiB / (bench_now() - t0);
     free(objs);
     return mibps;
 }
@@ -349,21 +331,21 @@ static void bench_chunk(size_t chunk, int batch)
                 printf("# %s mode=%s\n", TIER, st.mode);
             }
             size_t hits = 0;
-            double t0 = now_s();
+            double t0 = bench_now();
             int rc = kvt_batched_get_into(s, (size_t)batch, keys, bufs, caps, lens, sts, &hits);
-            bat[t] = total / (now_s() - t0);
+            bat[t] = total / (bench_now() - t0);
             if (rc != KVT_OK || hits != (size_t)batch)
-                die("batched_get_into", rc ? rc : KVT_ENOENT);
+                bench_die("batched_get_into", rc ? rc : KVT_ENOENT);
             kvt_store_close(s);
             /* get_into: a CPU tier too small to stage a chunk, so reads go straight in */
             s = open_store("tier", 1.0 / 1024, 64);
-            t0 = now_s();
+            t0 = bench_now();
             for (int i = 0; i < batch; i++) {
                 size_t len = 0;
                 if ((rc = kvt_get_into(s, &keys[i], bufs[i], chunk, &len)) != KVT_OK)
-                    die("get_into", rc);
+                    bench_die("get_into", rc);
             }
-            get[t] = total / (now_s() - t0);
+            get[t] = total / (bench_now() - t0);
             uint64_t tokens = 0;
             kvt_clear(s, &tokens);
             kvt_store_close(s);
@@ -384,7 +366,7 @@ static void bench_chunk(size_t chunk, int batch)
             ratios(PFX "_batched_get_ceiling_ratio", mib, bat, cl, n);
             char name[96];
             snprintf(name, sizeof name, "fio_read_ceiling_MiBps_%dMiB_trials", mib);
-            report(name, cl, n);
+            bench_report(name, cl, n);
         }
         bandwidth("fio_write", mib, true, fw, n);
         bandwidth("fio_fresh_write", mib, true, ff, n);
@@ -440,7 +422,7 @@ static void reindex(int nfiles)
             rc = kvt_put(s, &k, chunk, sizeof chunk, NULL);
         }
         if (rc != KVT_OK)
-            die("put", rc);
+            bench_die("put", rc);
     }
     kvt_flush(s, -1);
     kvt_store_close(s);
@@ -449,9 +431,9 @@ static void reindex(int nfiles)
     bool cold = fd >= 0 && write(fd, "3", 1) == 1;
     if (fd >= 0)
         close(fd);
-    double t0 = now_s();
+    double t0 = bench_now();
     s = open_store(sub, 0.25, 64);
-    double dt = now_s() - t0;
+    double dt = bench_now() - t0;
     kvt_backend_stats st;
     kvt_backend_get_stats(s, TIER, &st);
     printf(PFX "_reindex_%d_s=%.3f objects=%llu cold_cache=%d\n", nfiles, dt,

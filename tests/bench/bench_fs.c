@@ -20,39 +20,15 @@
 
 #include <kvtier/kvtier.h>
 
+#include "benchkit.h"
+
 #define MIB ((size_t)1 << 20)
 #define MAX_TRIALS 64
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void die(const char *what, int rc)
+void bench_die(const char *what, int rc)
 {
     fprintf(stderr, "bench_fs: %s: %s: %s\n", what, kvt_status_name(rc), kvt_last_error());
     exit(1);
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static void report(const char *name, double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp);
-    printf("%s=%.3f min=%.3f max=%.3f\n", name, v[n / 2], v[0], v[n - 1]);
-}
-
-static kvt_key key_of(size_t i)
-{
-    kvt_key k;
-    kvt_key_init(&k, "bench", 1, 0, 0x1000 + i, "bfloat16");
-    return k;
 }
 
 static void write_all(int fd, const void *p, size_t n)
@@ -71,7 +47,7 @@ static void write_all(int fd, const void *p, size_t n)
 static double plain_put(const char *dir, unsigned char **vals, size_t n, size_t len)
 {
     char tmp[4200], path[4200];
-    double t0 = now();
+    double t0 = bench_now();
     for (size_t i = 0; i < n; i++) {
         snprintf(tmp, sizeof tmp, "%s/plain/.p%zu.tmp.XXXXXX", dir, i);
         snprintf(path, sizeof path, "%s/plain/p%zu.data", dir, i);
@@ -84,13 +60,13 @@ static double plain_put(const char *dir, unsigned char **vals, size_t n, size_t 
         close(fd);
         rename(tmp, path);
     }
-    return now() - t0;
+    return bench_now() - t0;
 }
 
 static double plain_get(const char *dir, unsigned char **outs, size_t n, size_t len)
 {
     char path[4200];
-    double t0 = now();
+    double t0 = bench_now();
     for (size_t i = 0; i < n; i++) {
         snprintf(path, sizeof path, "%s/plain/p%zu.data", dir, i);
         int fd = open(path, O_RDONLY);
@@ -107,7 +83,7 @@ static double plain_get(const char *dir, unsigned char **outs, size_t n, size_t 
         }
         close(fd);
     }
-    return now() - t0;
+    return bench_now() - t0;
 }
 
 int main(int argc, char **argv)
@@ -143,7 +119,7 @@ int main(int argc, char **argv)
         rc = kvt_store_open(cfg, &(kvt_log_handler){.min_level = KVT_LOG_WARN}, &s);
     kvt_config_free(cfg);
     if (rc != KVT_OK || (rc = kvt_backend_set_bypass(s, "LocalCPUBackend", true, NULL)) != KVT_OK)
-        die("open", rc);
+        bench_die("open", rc);
     printf("# page cache: warm for both sides (files written in the same trial)\n");
     for (size_t z = 0; z < nsizes; z++) {
         size_t len = sizes[z] * MIB, n = quick ? 2 : (64 / sizes[z] < 2 ? 2 : 64 / sizes[z]);
@@ -158,53 +134,26 @@ int main(int argc, char **argv)
         }
         double put[MAX_TRIALS], get[MAX_TRIALS];
         for (int t = 0; t < trials; t++) {
-            double pp, kp, pg = 0, kg;
-            double k0 = 0;
-            if (t % 2) {
-                k0 = now();
-                for (size_t i = 0; i < n; i++) {
-                    kvt_key k = key_of(i);
-                    if ((rc = kvt_put(s, &k, vals[i], len, NULL)) != KVT_OK)
-                        die("put", rc);
-                }
-                if ((rc = kvt_flush(s, 60000)) != KVT_OK)
-                    die("flush", rc);
-                kp = now() - k0;
+            double pp, kp, pg, kg;
+            if (t % 2) { /* kvtier and the plain files take turns going first */
+                kp = bench_putn(s, vals, n, len);
                 pp = plain_put(dir, vals, n, len);
+                pg = plain_get(dir, outs, n, len);
+                kg = bench_getn(s, outs, n, len);
             } else {
                 pp = plain_put(dir, vals, n, len);
-                k0 = now();
-                for (size_t i = 0; i < n; i++) {
-                    kvt_key k = key_of(i);
-                    if ((rc = kvt_put(s, &k, vals[i], len, NULL)) != KVT_OK)
-                        die("put", rc);
-                }
-                if ((rc = kvt_flush(s, 60000)) != KVT_OK)
-                    die("flush", rc);
-                kp = now() - k0;
-            }
-            double g0 = now();
-            if (t % 2)
+                kp = bench_putn(s, vals, n, len);
+                kg = bench_getn(s, outs, n, len);
                 pg = plain_get(dir, outs, n, len);
-            for (size_t i = 0; i < n; i++) {
-                kvt_key k = key_of(i);
-                size_t got = 0;
-                if (i == 0)
-                    g0 = now();
-                if ((rc = kvt_get_into(s, &k, outs[i], len, &got)) != KVT_OK || got != len)
-                    die("get_into", rc);
             }
-            kg = now() - g0;
-            if (!(t % 2))
-                pg = plain_get(dir, outs, n, len);
             put[t] = pp / kp;
             get[t] = pg / kg;
         }
         char name[64];
         snprintf(name, sizeof name, "fs_put_ratio_%zuMiB", sizes[z]);
-        report(name, put, trials);
+        bench_report(name, put, trials);
         snprintf(name, sizeof name, "fs_get_into_ratio_%zuMiB", sizes[z]);
-        report(name, get, trials);
+        bench_report(name, get, trials);
         for (size_t i = 0; i < n; i++) {
             free(vals[i]);
             free(outs[i]);

@@ -20,6 +20,8 @@
 
 #include <kvtier/kvtier.h>
 
+#include "benchkit.h"
+
 #include "redis_fixture.h"
 
 #define MIB ((size_t)1 << 20)
@@ -28,30 +30,11 @@
 static int trials = 15;
 static struct rf srv;
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void die(const char *what, int rc)
+void bench_die(const char *what, int rc)
 {
     fprintf(stderr, "bench_redis: %s: %s: %s\n", what, kvt_status_name(rc), kvt_last_error());
     rf_stop(&srv);
     exit(1);
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static void report(const char *name, double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp);
-    printf("%s=%.3f min=%.3f max=%.3f\n", name, v[n / 2], v[0], v[n - 1]);
 }
 
 static kvt_store *open_store(size_t cpu_mib)
@@ -72,9 +55,9 @@ static kvt_store *open_store(size_t cpu_mib)
         rc = kvt_store_open(cfg, &(kvt_log_handler){.min_level = KVT_LOG_WARN}, &s);
     kvt_config_free(cfg);
     if (rc != KVT_OK)
-        die("open", rc);
+        bench_die("open", rc);
     if ((rc = kvt_backend_set_bypass(s, "LocalCPUBackend", true, NULL)) != KVT_OK)
-        die("bypass", rc);
+        bench_die("bypass", rc);
     return s;
 }
 
@@ -86,7 +69,7 @@ static void keystr(char *buf, size_t cap, const char *tag, size_t i)
 static double raw_set(redisContext *c, unsigned char **vals, size_t n, size_t len)
 {
     char k[96];
-    double t0 = now();
+    double t0 = bench_now();
     for (size_t i = 0; i < n; i++) {
         keystr(k, sizeof k, "s", i);
         redisAppendCommand(c, "SET %s %b", k, vals[i], len);
@@ -99,13 +82,13 @@ static double raw_set(redisContext *c, unsigned char **vals, size_t n, size_t le
         }
         freeReplyObject(r);
     }
-    return now() - t0;
+    return bench_now() - t0;
 }
 
 static double raw_get(redisContext *c, unsigned char **outs, size_t n, size_t len)
 {
     char k[96];
-    double t0 = now();
+    double t0 = bench_now();
     for (size_t i = 0; i < n; i++) {
         keystr(k, sizeof k, "s", i);
         redisAppendCommand(c, "GET %s", k);
@@ -119,42 +102,7 @@ static double raw_get(redisContext *c, unsigned char **outs, size_t n, size_t le
         (void)outs;
         freeReplyObject(r);
     }
-    return now() - t0;
-}
-
-static kvt_key key_of(size_t i)
-{
-    kvt_key k;
-    kvt_key_init(&k, "bench", 1, 0, 0x1000 + i, "bfloat16");
-    return k;
-}
-
-static double kvt_putn(kvt_store *s, unsigned char **vals, size_t n, size_t len)
-{
-    double t0 = now();
-    for (size_t i = 0; i < n; i++) {
-        kvt_key k = key_of(i);
-        int rc = kvt_put(s, &k, vals[i], len, NULL);
-        if (rc != KVT_OK)
-            die("put", rc);
-    }
-    int rc = kvt_flush(s, 60000);
-    if (rc != KVT_OK)
-        die("flush", rc);
-    return now() - t0;
-}
-
-static double kvt_getn(kvt_store *s, unsigned char **outs, size_t n, size_t len)
-{
-    double t0 = now();
-    for (size_t i = 0; i < n; i++) {
-        kvt_key k = key_of(i);
-        size_t got = 0;
-        int rc = kvt_get_into(s, &k, outs[i], len, &got);
-        if (rc != KVT_OK || got != len)
-            die("get_into", rc);
-    }
-    return now() - t0;
+    return bench_now() - t0;
 }
 
 static double kvt_batchn(kvt_store *s, unsigned char **outs, size_t n, size_t len)
@@ -163,14 +111,14 @@ static double kvt_batchn(kvt_store *s, unsigned char **outs, size_t n, size_t le
     size_t caps[64], hits = 0;
     int sts[64];
     for (size_t i = 0; i < n; i++) {
-        keys[i] = key_of(i);
+        keys[i] = bench_key(i);
         caps[i] = len;
     }
-    double t0 = now();
+    double t0 = bench_now();
     int rc = kvt_batched_get_into(s, n, keys, (void *const *)outs, caps, NULL, sts, &hits);
     if (rc != KVT_OK || hits != n)
-        die("batched_get_into", rc != KVT_OK ? rc : sts[0]);
-    return now() - t0;
+        bench_die("batched_get_into", rc != KVT_OK ? rc : sts[0]);
+    return bench_now() - t0;
 }
 
 struct shared {
@@ -220,20 +168,20 @@ int main(int argc, char **argv)
         for (int t = 0; t < trials; t++) {
             double rs, ks, rg1, rg2, kg, kb;
             if (t % 2) {
-                ks = kvt_putn(s, vals, n, len);
+                ks = bench_putn(s, vals, n, len);
                 rs = raw_set(c, vals, n, len);
             } else {
                 rs = raw_set(c, vals, n, len);
-                ks = kvt_putn(s, vals, n, len);
+                ks = bench_putn(s, vals, n, len);
             }
             if (t % 2) {
-                kg = kvt_getn(s, outs, n, len);
+                kg = bench_getn(s, outs, n, len);
                 rg1 = raw_get(c, outs, n, len);
                 kb = kvt_batchn(s, outs, n, len);
                 rg2 = raw_get(c, outs, n, len);
             } else {
                 rg1 = raw_get(c, outs, n, len);
-                kg = kvt_getn(s, outs, n, len);
+                kg = bench_getn(s, outs, n, len);
                 rg2 = raw_get(c, outs, n, len);
                 kb = kvt_batchn(s, outs, n, len);
             }
@@ -243,11 +191,11 @@ int main(int argc, char **argv)
         }
         char name[64];
         snprintf(name, sizeof name, "redis_put_ratio_%zuMiB", sizes[z]);
-        report(name, put, trials);
+        bench_report(name, put, trials);
         snprintf(name, sizeof name, "redis_get_into_ratio_%zuMiB", sizes[z]);
-        report(name, get, trials);
+        bench_report(name, get, trials);
         snprintf(name, sizeof name, "redis_batched_get_ratio_%zuMiB", sizes[z]);
-        report(name, bat, trials);
+        bench_report(name, bat, trials);
         for (size_t i = 0; i < n; i++) {
             free(vals[i]);
             free(outs[i]);
@@ -263,7 +211,7 @@ int main(int argc, char **argv)
         vals[i] = malloc(len);
         memset(vals[i], (int)(i + 7), len);
     }
-    kvt_putn(seed, vals, n, len);
+    bench_putn(seed, vals, n, len);
     kvt_store_close(seed);
     for (size_t i = 0; i < n; i++)
         free(vals[i]);
@@ -282,16 +230,16 @@ int main(int argc, char **argv)
         }
         for (int t = 0; t < trials; t++) {
             pthread_t th[4];
-            double t0 = now();
+            double t0 = bench_now();
             for (int i = 0; i < m; i++)
                 pthread_create(&th[i], NULL, shared_main, &w[i]);
             for (int i = 0; i < m; i++)
                 pthread_join(th[i], NULL);
-            gbps[t] = (double)m * (double)n * (double)len / (now() - t0) / 1e9;
+            gbps[t] = (double)m * (double)n * (double)len / (bench_now() - t0) / 1e9;
         }
         char name[64];
         snprintf(name, sizeof name, "redis_shared_get_GBps_stores%d", m);
-        report(name, gbps, trials);
+        bench_report(name, gbps, trials);
         for (int i = 0; i < m; i++) {
             for (size_t j = 0; j < n; j++)
                 free(w[i].outs[j]);
