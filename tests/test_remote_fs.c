@@ -57,34 +57,6 @@ static kvt_store *open_fs(const char *url, double cpu_mib)
     return s;
 }
 
-static kvt_key key_of(const char *model, uint64_t h)
-{
-    kvt_key k;
-    assert_int_equal(kvt_key_init(&k, model, 1, 0, h, "bfloat16"), KVT_OK);
-    return k;
-}
-
-static void put_chunk(kvt_store *s, const kvt_key *k, size_t len, uint64_t seed,
-                      const kvt_chunk_meta *meta)
-{
-    unsigned char *buf = malloc(len);
-    tk_fill(buf, len, seed);
-    assert_int_equal(kvt_put(s, k, buf, len, meta), KVT_OK);
-    free(buf);
-}
-
-static void expect_chunk(kvt_store *s, const kvt_key *k, size_t len, uint64_t seed)
-{
-    unsigned char *want = malloc(len), *got = malloc(len);
-    size_t n = 0;
-    tk_fill(want, len, seed);
-    assert_int_equal(kvt_get_into(s, k, got, len, &n), KVT_OK);
-    assert_int_equal(n, len);
-    assert_memory_equal(got, want, len);
-    free(want);
-    free(got);
-}
-
 /* The whole file, read plainly. */
 static unsigned char *slurp(const char *path, size_t *len)
 {
@@ -120,9 +92,9 @@ static void round_trip_uses_lmcache_layout(void **state)
     struct fx *f = *state;
     kvt_store *s = open_fs(f->url, 128);
     kvt_chunk_meta meta = {.fmt = 1, .dtype_code = 1, .shape = {2, 32, 256, 1024}};
-    kvt_key small = key_of("org/sub/model", 0x1f), big = key_of("org/sub/model", 0x2e);
-    put_chunk(s, &small, 1000, 1, &meta);
-    put_chunk(s, &big, 32 * MIB, 2, &meta);
+    kvt_key small = tk_model_key("org/sub/model", 0x1f), big = tk_model_key("org/sub/model", 0x2e);
+    tk_put_chunk(s, &small, 1000, 1, &meta);
+    tk_put_chunk(s, &big, 32 * MIB, 2, &meta);
     assert_int_equal(kvt_flush(s, 20000), KVT_OK);
 
     char path[1200];
@@ -140,8 +112,8 @@ static void round_trip_uses_lmcache_layout(void **state)
     free(file);
 
     assert_int_equal(kvt_backend_set_bypass(s, "LocalCPUBackend", true, NULL), KVT_OK);
-    expect_chunk(s, &small, 1000, 1);
-    expect_chunk(s, &big, 32 * MIB, 2);
+    tk_expect_chunk(s, &small, 1000, 1);
+    tk_expect_chunk(s, &big, 32 * MIB, 2);
     const char *tier = NULL;
     assert_int_equal(kvt_contains(s, &big, &tier), KVT_OK);
     assert_string_equal(tier, "RemoteBackend");
@@ -168,9 +140,9 @@ static void batched_get_of_64_chunks(void **state)
     size_t caps[N], lens[N], hits = 0;
     int sts[N];
     for (size_t i = 0; i < N; i++) {
-        keys[i] = key_of("m", 5000 + i);
+        keys[i] = tk_model_key("m", 5000 + i);
         if (i != 40)
-            put_chunk(s, &keys[i], LEN, i, NULL);
+            tk_put_chunk(s, &keys[i], LEN, i, NULL);
         bufs[i] = malloc(LEN);
         caps[i] = LEN;
     }
@@ -202,8 +174,8 @@ static void several_paths_spread_by_hash(void **state)
     snprintf(url, sizeof url, "fs://host:1234%s,%s", a, b); /* host:port is ignored */
     kvt_store *s = open_fs(url, 64);
     for (uint64_t h = 10; h < 14; h++) {
-        kvt_key k = key_of("m", h);
-        put_chunk(s, &k, 512, h, NULL);
+        kvt_key k = tk_model_key("m", h);
+        tk_put_chunk(s, &k, 512, h, NULL);
     }
     assert_int_equal(kvt_flush(s, 5000), KVT_OK);
     for (uint64_t h = 10; h < 14; h++) {
@@ -231,7 +203,7 @@ static void corrupt_and_foreign_files(void **state)
     hdr[8] = 3;
     snprintf(path, sizeof path, "%s/m@1@0@77@bfloat16.data", f->dir);
     spit(path, hdr, sizeof hdr, payload, sizeof payload);
-    kvt_key k = key_of("m", 0x77);
+    kvt_key k = tk_model_key("m", 0x77);
     size_t n = 0;
     assert_int_equal(kvt_get_into(s, &k, buf, sizeof buf, &n), KVT_OK);
     assert_int_equal(n, 300);
@@ -276,7 +248,7 @@ static void read_past_a_full_cpu_tier(void **state)
 {
     struct fx *f = *state;
     kvt_store *s = open_fs(f->url, 2); /* 2 MiB CPU tier, 4 MiB chunk: cannot be staged */
-    kvt_key k = key_of("m", 0x99);
+    kvt_key k = tk_model_key("m", 0x99);
     unsigned char *buf = malloc(4 * MIB);
     tk_fill(buf, 4 * MIB, 9);
     char path[1200];
@@ -284,7 +256,7 @@ static void read_past_a_full_cpu_tier(void **state)
     unsigned char hdr[28] = {0};
     hdr[2] = 0x40; /* 4 MiB */
     spit(path, hdr, sizeof hdr, buf, 4 * MIB);
-    expect_chunk(s, &k, 4 * MIB, 9);
+    tk_expect_chunk(s, &k, 4 * MIB, 9);
     kvt_store_stats st;
     assert_int_equal(kvt_store_get_stats(s, &st), KVT_OK);
     assert_int_equal(st.get_unstaged, 1);

@@ -82,38 +82,6 @@ static void cpu_bypass(kvt_store *s, bool on)
     assert_int_equal(kvt_backend_set_bypass(s, "LocalCPUBackend", on, NULL), KVT_OK);
 }
 
-static kvt_key key_of(const char *model, uint64_t h)
-{
-    kvt_key k;
-    assert_int_equal(kvt_key_init(&k, model, 1, 0, h, "bfloat16"), KVT_OK);
-    return k;
-}
-
-static void put_chunk(kvt_store *s, const kvt_key *k, size_t len, uint64_t seed,
-                      const kvt_chunk_meta *meta)
-{
-    unsigned char *buf = malloc(len);
-    assert_non_null(buf);
-    tk_fill(buf, len, seed);
-    assert_int_equal(kvt_put(s, k, buf, len, meta), KVT_OK);
-    free(buf);
-}
-
-/* kvt_get_into of the remote copy, compared with the bytes of `seed`. */
-static void expect_chunk(kvt_store *s, const kvt_key *k, size_t len, uint64_t seed)
-{
-    unsigned char *want = malloc(len), *got = malloc(len);
-    size_t n = 0;
-    assert_non_null(want);
-    assert_non_null(got);
-    tk_fill(want, len, seed);
-    assert_int_equal(kvt_get_into(s, k, got, len, &n), KVT_OK);
-    assert_int_equal(n, len);
-    assert_memory_equal(got, want, len);
-    free(want);
-    free(got);
-}
-
 static redisReply *raw(redisContext *c, const char *fmt, const char *key, const char *suffix)
 {
     char full[1024];
@@ -137,9 +105,9 @@ static void round_trip_uses_lmcache_keys(void **state)
     (void)state;
     kvt_store *s = open_default();
     kvt_chunk_meta meta = {.fmt = 1, .dtype_code = 3, .shape = {2, 4, 256, 1024}};
-    kvt_key small = key_of("org/model", 0xabc), big = key_of("org/model", 0xdef);
-    put_chunk(s, &small, MIB, 1, &meta);
-    put_chunk(s, &big, 32 * MIB, 2, &meta);
+    kvt_key small = tk_model_key("org/model", 0xabc), big = tk_model_key("org/model", 0xdef);
+    tk_put_chunk(s, &small, MIB, 1, &meta);
+    tk_put_chunk(s, &big, 32 * MIB, 2, &meta);
     assert_int_equal(kvt_flush(s, 10000), KVT_OK);
 
     char ks[KVT_KEY_STRING_MAX];
@@ -164,8 +132,8 @@ static void round_trip_uses_lmcache_keys(void **state)
     redisFree(c);
 
     cpu_bypass(s, true); /* read from redis, not from the CPU copy */
-    expect_chunk(s, &small, MIB, 1);
-    expect_chunk(s, &big, 32 * MIB, 2);
+    tk_expect_chunk(s, &small, MIB, 1);
+    tk_expect_chunk(s, &big, 32 * MIB, 2);
     kvt_obj *obj = NULL;
     assert_int_equal(kvt_get(s, &big, &obj), KVT_OK);
     assert_int_equal(kvt_obj_meta(obj)->dtype_code, 3);
@@ -193,9 +161,9 @@ static void batched_get_of_64_chunks(void **state)
     size_t caps[N], lens[N], hits = 0;
     int sts[N];
     for (size_t i = 0; i < N; i++) {
-        keys[i] = key_of("m", 1000 + i);
+        keys[i] = tk_model_key("m", 1000 + i);
         if (i != 17) /* one miss in the middle */
-            put_chunk(s, &keys[i], LEN, 1000 + i, NULL);
+            tk_put_chunk(s, &keys[i], LEN, 1000 + i, NULL);
         bufs[i] = malloc(LEN);
         caps[i] = LEN;
     }
@@ -229,7 +197,7 @@ static void corrupt_or_foreign_values(void **state)
     memset(payload, 7, sizeof payload);
 
     /* Written by LMCache (dtype code 1 = float16): readable, code normalised to 2. */
-    kvt_key k = key_of("m", 0x10);
+    kvt_key k = tk_model_key("m", 0x10);
     char ks[KVT_KEY_STRING_MAX];
     kvt_key_to_string(&k, ks, sizeof ks);
     hdr[0] = 100;
@@ -247,7 +215,7 @@ static void corrupt_or_foreign_values(void **state)
     kvt_obj_release(obj);
 
     /* A header claiming more than the payload (or a huge length): a miss. */
-    kvt_key bad = key_of("m", 0x11);
+    kvt_key bad = tk_model_key("m", 0x11);
     kvt_key_to_string(&bad, ks, sizeof ks);
     hdr[0] = 0xff;
     hdr[1] = 0xff;
@@ -266,7 +234,7 @@ static void corrupt_or_foreign_values(void **state)
     assert_int_equal(kvt_get(s, &bad, &obj), KVT_ENOENT);
 
     /* A header without its payload: contains deletes it (LMCache) and misses. */
-    kvt_key orphan = key_of("m", 0x12);
+    kvt_key orphan = tk_model_key("m", 0x12);
     kvt_key_to_string(&orphan, ks, sizeof ks);
     freeReplyObject(redisCommand(c, "SET %s%s %b", ks, "metadata", hdr, sizeof hdr));
     assert_int_equal(kvt_contains(s, &orphan, NULL), KVT_ENOENT);
@@ -285,9 +253,9 @@ static void skipped_payloads_keep_the_pipeline_in_sync(void **state)
     enum { LEN = 2 * MIB };
     kvt_store *s = open_default();
     cpu_bypass(s, true);
-    kvt_key keys[4] = {key_of("p", 1), key_of("p", 2), key_of("p", 3), key_of("p", 4)};
+    kvt_key keys[4] = {tk_model_key("p", 1), tk_model_key("p", 2), tk_model_key("p", 3), tk_model_key("p", 4)};
     for (int i = 0; i < 4; i++)
-        put_chunk(s, &keys[i], LEN, 50 + (uint64_t)i, NULL);
+        tk_put_chunk(s, &keys[i], LEN, 50 + (uint64_t)i, NULL);
     assert_int_equal(kvt_flush(s, 10000), KVT_OK);
     /* keys[1]: a header claiming one byte more than its 2 MiB payload */
     char ks[KVT_KEY_STRING_MAX];
@@ -319,8 +287,8 @@ static void skipped_payloads_keep_the_pipeline_in_sync(void **state)
     assert_int_equal(kvt_get_into(s, &keys[0], bufs[0], LEN - 1, &n), KVT_ETOOSMALL);
     assert_int_equal(n, LEN);
     for (int round = 0; round < 3; round++) {
-        expect_chunk(s, &keys[0], LEN, 50);
-        expect_chunk(s, &keys[3], LEN, 53);
+        tk_expect_chunk(s, &keys[0], LEN, 50);
+        tk_expect_chunk(s, &keys[3], LEN, 53);
     }
     for (int i = 0; i < 4; i++)
         free(bufs[i]);
@@ -335,9 +303,9 @@ static void lookup_prefix_counts_remote_run(void **state)
     kvt_store *s = open_default();
     kvt_key keys[8];
     for (int i = 0; i < 8; i++) {
-        keys[i] = key_of("lk", 100 + (uint64_t)i);
+        keys[i] = tk_model_key("lk", 100 + (uint64_t)i);
         if (i != 5)
-            put_chunk(s, &keys[i], 4096, 100 + (uint64_t)i, NULL);
+            tk_put_chunk(s, &keys[i], 4096, 100 + (uint64_t)i, NULL);
     }
     assert_int_equal(kvt_flush(s, 10000), KVT_OK);
     cpu_bypass(s, true);
@@ -370,12 +338,12 @@ static void stopped_server_gives_bounded_misses(void **state)
     kvt_store *s = open_default();
     kvt_key keys[8];
     for (size_t i = 0; i < 8; i++) {
-        keys[i] = key_of("m", 0x500 + i);
-        put_chunk(s, &keys[i], 64 * 1024, i, NULL);
+        keys[i] = tk_model_key("m", 0x500 + i);
+        tk_put_chunk(s, &keys[i], 64 * 1024, i, NULL);
     }
     assert_int_equal(kvt_flush(s, 5000), KVT_OK);
     cpu_bypass(s, true);
-    expect_chunk(s, &keys[0], 64 * 1024, 0);
+    tk_expect_chunk(s, &keys[0], 64 * 1024, 0);
 
     rf_sigstop(&srv);
     unsigned char buf[64 * 1024];
@@ -409,16 +377,16 @@ static void killed_server_restarts_and_tier_recovers(void **state)
     (void)state;
     kvt_store *s = open_default();
     cpu_bypass(s, true);
-    kvt_key k = key_of("m", 0x600);
-    put_chunk(s, &k, 4096, 1, NULL);
+    kvt_key k = tk_model_key("m", 0x600);
+    tk_put_chunk(s, &k, 4096, 1, NULL);
     assert_int_equal(kvt_flush(s, 5000), KVT_OK);
-    expect_chunk(s, &k, 4096, 1);
+    tk_expect_chunk(s, &k, 4096, 1);
     rf_kill(&srv);
     unsigned char buf[4096];
     for (int i = 0; i < 6; i++) /* fails fast: EOF, refused connects, then no attempts */
         assert_int_equal(kvt_get_into(s, &k, buf, sizeof buf, NULL), KVT_ENOENT);
     assert_int_equal(rf_restart(&srv), 0); /* empty: no persistence */
-    kvt_key k2 = key_of("m", 0x601);
+    kvt_key k2 = tk_model_key("m", 0x601);
     double t0 = tk_now_ms();
     int rc = KVT_ENOENT;
     while (rc != KVT_OK && tk_now_ms() - t0 < 10000) {
@@ -444,8 +412,8 @@ static void timed_close_while_stopped_returns_on_time(void **state)
     kvt_store *s = open_default();
     rf_sigstop(&srv);
     for (uint64_t i = 0; i < 32; i++) { /* a queue of writes that cannot reach redis */
-        kvt_key k = key_of("m", 0x700 + i);
-        put_chunk(s, &k, 256 * 1024, i, NULL);
+        kvt_key k = tk_model_key("m", 0x700 + i);
+        tk_put_chunk(s, &k, 256 * 1024, i, NULL);
     }
     double t0 = tk_now_ms();
     int rc = kvt_backend_close_timed(s, "RemoteBackend", 800, 0);
@@ -478,8 +446,8 @@ static void wrong_password_is_a_clear_error(void **state)
     snprintf(url, sizeof url, "redis://default:s3cret@127.0.0.1:%d/2", locked.port);
     assert_int_equal(kvt_config_set(cfg, "remote_url", url), KVT_OK);
     assert_int_equal(kvt_store_open(cfg, &tk_quiet, &s), KVT_OK);
-    kvt_key k = key_of("m", 0x800);
-    put_chunk(s, &k, 1000, 3, NULL);
+    kvt_key k = tk_model_key("m", 0x800);
+    tk_put_chunk(s, &k, 1000, 3, NULL);
     assert_int_equal(kvt_flush(s, 5000), KVT_OK);
     redisContext *c = rf_client(&locked);
     freeReplyObject(redisCommand(c, "SELECT 2"));
@@ -500,11 +468,11 @@ static void unix_socket_round_trip(void **state)
     char url[sizeof srv.sock + 8];
     snprintf(url, sizeof url, "unix://%s", srv.sock);
     kvt_store *s = open_store(url, 64);
-    kvt_key k = key_of("m", 0x900);
-    put_chunk(s, &k, 3 * MIB, 9, NULL);
+    kvt_key k = tk_model_key("m", 0x900);
+    tk_put_chunk(s, &k, 3 * MIB, 9, NULL);
     assert_int_equal(kvt_flush(s, 5000), KVT_OK);
     cpu_bypass(s, true);
-    expect_chunk(s, &k, 3 * MIB, 9);
+    tk_expect_chunk(s, &k, 3 * MIB, 9);
     kvt_store_close(s);
 }
 
@@ -513,17 +481,17 @@ static void two_stores_share_one_redis(void **state)
     (void)state;
     kvt_store *a = open_default(), *b = open_default();
     for (uint64_t i = 0; i < 16; i++) {
-        kvt_key k = key_of("shared", i);
-        put_chunk(a, &k, 128 * 1024, 100 + i, NULL);
-        kvt_key k2 = key_of("shared", 1000 + i);
-        put_chunk(b, &k2, 128 * 1024, 200 + i, NULL);
+        kvt_key k = tk_model_key("shared", i);
+        tk_put_chunk(a, &k, 128 * 1024, 100 + i, NULL);
+        kvt_key k2 = tk_model_key("shared", 1000 + i);
+        tk_put_chunk(b, &k2, 128 * 1024, 200 + i, NULL);
     }
     assert_int_equal(kvt_flush(a, 5000), KVT_OK);
     assert_int_equal(kvt_flush(b, 5000), KVT_OK);
     for (uint64_t i = 0; i < 16; i++) {
-        kvt_key k = key_of("shared", i), k2 = key_of("shared", 1000 + i);
-        expect_chunk(b, &k, 128 * 1024, 100 + i);  /* b never had it: from redis */
-        expect_chunk(a, &k2, 128 * 1024, 200 + i);
+        kvt_key k = tk_model_key("shared", i), k2 = tk_model_key("shared", 1000 + i);
+        tk_expect_chunk(b, &k, 128 * 1024, 100 + i);  /* b never had it: from redis */
+        tk_expect_chunk(a, &k2, 128 * 1024, 200 + i);
     }
     kvt_store_close(a);
     kvt_store_close(b);
@@ -543,7 +511,7 @@ static void *traffic_main(void *arg)
     struct traffic *t = arg;
     unsigned char buf[16384], out[16384];
     for (uint64_t i = 0; !atomic_load(&t->stop); i++) {
-        kvt_key k = key_of("sw", (uint64_t)t->id << 32 | (i % 200));
+        kvt_key k = tk_model_key("sw", (uint64_t)t->id << 32 | (i % 200));
         tk_fill(buf, sizeof buf, k.chunk_hash);
         int rc = kvt_put(t->s, &k, buf, sizeof buf, NULL);
         if (rc != KVT_OK)

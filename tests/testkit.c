@@ -1,6 +1,12 @@
 /* kvtier tests — see testkit.h. */
 #include "testkit.h"
 
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -408,6 +414,37 @@ kvt_key tk_key(uint64_t hash)
     if (kvt_key_init(&k, "test-model", 1, 0, hash, "bfloat16") != KVT_OK)
         abort();
     return k;
+}
+
+kvt_key tk_model_key(const char *model, uint64_t h)
+{
+    kvt_key k;
+    assert_int_equal(kvt_key_init(&k, model, 1, 0, h, "bfloat16"), KVT_OK);
+    return k;
+}
+
+void tk_put_chunk(kvt_store *s, const kvt_key *k, size_t len, uint64_t seed,
+                  const kvt_chunk_meta *meta)
+{
+    unsigned char *buf = malloc(len);
+    assert_non_null(buf);
+    tk_fill(buf, len, seed);
+    assert_int_equal(kvt_put(s, k, buf, len, meta), KVT_OK);
+    free(buf);
+}
+
+void tk_expect_chunk(kvt_store *s, const kvt_key *k, size_t len, uint64_t seed)
+{
+    unsigned char *want = malloc(len), *got = malloc(len);
+    size_t n = 0;
+    assert_non_null(want);
+    assert_non_null(got);
+    tk_fill(want, len, seed);
+    assert_int_equal(kvt_get_into(s, k, got, len, &n), KVT_OK);
+    assert_int_equal(n, len);
+    assert_memory_equal(got, want, len);
+    free(want);
+    free(got);
 }
 
 void tk_fill(void *buf, size_t len, uint64_t hash)

@@ -62,6 +62,13 @@ size_t tk_count(struct tk_world *w);
 
 /* Test helpers shared by the test programs. */
 kvt_key tk_key(uint64_t hash);
+/* A key of `model` (world 1, worker 0) with chunk hash `h`; fails the test if refused. */
+kvt_key tk_model_key(const char *model, uint64_t h);
+/* kvt_put of `len` bytes of tk_fill(seed) under `k`, which must succeed. */
+void tk_put_chunk(kvt_store *s, const kvt_key *k, size_t len, uint64_t seed,
+                  const kvt_chunk_meta *meta);
+/* kvt_get_into of `k` must give exactly the `len` bytes of tk_fill(seed). */
+void tk_expect_chunk(kvt_store *s, const kvt_key *k, size_t len, uint64_t seed);
 /* Deterministic chunk bytes for `hash`. */
 void tk_fill(void *buf, size_t len, uint64_t hash);
 /* A config with a CPU tier of `cpu_mib` MiB and nothing else. */
