@@ -372,7 +372,7 @@ static void lmcache_layout_both_ways(void **state)
     assert_int_equal(read_file(path, data, 4096 + LEN), 4096 + LEN);
     tk_fill(want, LEN, 5);
     assert_memory_equal(data + 4096, want, LEN);
-    assert_int_equal(count_files(dir, ".tmp"), 0);
+    assert_int_equal(count_files(dir, ""), 4); /* two files and their sidecars, no temp file */
     free(data), free(want), free(buf), free(payload);
 }
 
@@ -488,18 +488,19 @@ static void cap_and_eviction(void **state)
     assert_true(st.evictions >= 34);
     assert_int_equal(count_files(dir, ".kvcache.safetensors"), 6);
     assert_int_equal(count_files(dir, ".metadata"), 6);
-    /* LMCache's files carry no payload checksum, so evicted files are never overwritten
-     * for new chunks (a crash could leave new bytes under the old name); each kept
-     * chunk's file and sidecar agree. */
-    assert_int_equal(counters(s).recycled, 0);
+    /* Each put evicted one chunk of its size and overwrote its file (after making the
+     * rename durable: LMCache's files carry no payload checksum); the kept chunks read
+     * back exact from their files, and no temp file is left. */
+    assert_int_equal(counters(s).recycled, st.evictions);
+    assert_int_equal(count_files(dir, ""), 12); /* 6 files and their sidecars, no temp file */
+    bool was;
+    assert_int_equal(kvt_backend_set_bypass(s, "LocalCPUBackend", true, &was), KVT_OK);
     for (uint64_t h = 35; h <= 40; h++)
         assert_int_equal(get_h(s, h), KVT_OK);
     /* pinned chunks are not evicted */
     kvt_key keys[2] = {tk_key(39), tk_key(40)};
     kvt_pin *pin = NULL;
     size_t hit = 0;
-    bool was;
-    assert_int_equal(kvt_backend_set_bypass(s, "LocalCPUBackend", true, &was), KVT_OK);
     assert_int_equal(kvt_lookup_prefix(s, keys, 2, &hit, NULL, 0, NULL, &pin), KVT_OK);
     assert_int_equal(hit, 2);
     assert_int_equal(kvt_backend_set_bypass(s, "LocalCPUBackend", false, &was), KVT_OK);
