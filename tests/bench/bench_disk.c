@@ -18,11 +18,12 @@
  *   disk_put_ratio_14MiB=0.93 min=.. max=..      (vs the raw loop, get_into vs the raw loop
  *                                                 one chunk at a time; *_fio_ratio_* vs fio,
  *                                                 *_fio_fresh_ratio_* vs fio's fresh files)
- * plus the best fio read shape found (the device ceiling, measured again in every trial,
- * *_batched_get_ceiling_ratio_* against it) and the re-index time of
+ * plus the best fio read shape found (the device ceiling, read again next to every
+ * trial's batched get, *_batched_get_ceiling_ratio_* against it) and the re-index time of
  * 10,000 and 100,000 files (page cache dropped first when we may).
  *
- * Usage: bench_disk [--quick] [--dir DIR] [--trials N] [--request-kib N] [--no-reindex].
+ * Usage: bench_disk [--quick] [--dir DIR] [--trials N] [--request-kib N] [--depth N]
+ *                   [--no-reindex] (request size and depth: the tier's defaults).
  * --quick is the ctest smoke run: small chunks, one trial, no fio, 300-file re-index. */
 #include <errno.h>
 #include <fcntl.h>
@@ -57,7 +58,7 @@
 static bool quick, no_reindex;
 static char dir[512] = "/tmp/kvt-bench-" PFX;
 static int trials = 15;
-static int depth = 32, req_kib = 0; /* 0: the tier's default request size */
+static int depth = 0, req_kib = 0; /* 0: the tier's default queue depth, request size */
 static int ceil_bs, ceil_qd; /* the fio read shape found best: the device ceiling */
 
 void bench_die(const char *what, int rc)
@@ -278,6 +279,12 @@ static double put_full(int t, size_t chunk, int batch, void **bufs)
     return mibps;
 }
 
+/* MiB/s of fio reading 1 GiB in the best shape found: the device ceiling (0 without one). */
+static double ceiling_read(void)
+{
+    return !quick && ceil_bs ? fio("read", 1024u << 20, ceil_bs, ceil_qd, 0) : 0;
+}
+
 static void bench_chunk(size_t chunk, int batch)
 {
     int n = quick ? 1 : trials;
@@ -308,7 +315,6 @@ static void bench_chunk(size_t chunk, int batch)
             fw[t] = fio("write", chunk * (size_t)batch, req_kib, depth, 0);
             ff[t] = fio("write", chunk * (size_t)batch, req_kib, depth, batch);
             fr[t] = fio("read", chunk * (size_t)batch, req_kib, depth, 0);
-            cl[t] = ceil_bs ? fio("read", 1024u << 20, ceil_bs, ceil_qd, 0) : 0;
         }
         /* The raw loop and kvtier take turns going first: neither always meets the
          * device just after the other's writes. */
@@ -330,12 +336,18 @@ static void bench_chunk(size_t chunk, int batch)
                 kvt_backend_get_stats(s, TIER, &st);
                 printf("# %s mode=%s\n", TIER, st.mode);
             }
+            /* The ceiling is read next to the batched get, before it and after it in
+             * turn: this disk's speed drifts from second to second. */
+            if (t % 2 == 0)
+                cl[t] = ceiling_read();
             size_t hits = 0;
             double t0 = bench_now();
             int rc = kvt_batched_get_into(s, (size_t)batch, keys, bufs, caps, lens, sts, &hits);
             bat[t] = total / (bench_now() - t0);
             if (rc != KVT_OK || hits != (size_t)batch)
                 bench_die("batched_get_into", rc ? rc : KVT_ENOENT);
+            if (t % 2 == 1)
+                cl[t] = ceiling_read();
             kvt_store_close(s);
             /* get_into: a CPU tier too small to stage a chunk, so reads go straight in */
             s = open_store("tier", 1.0 / 1024, 64);
@@ -404,7 +416,7 @@ static void ceiling(void)
                 printf("# fio read bs=%dk qd=%d: %.0f MiB/s\n", bs[i], qd[j], bw);
             }
         }
-    printf("# ceiling shape: bs=%dk qd=%d, measured again in every trial\n", ceil_bs, ceil_qd);
+    printf("# ceiling shape: bs=%dk qd=%d, read again next to every batched get\n", ceil_bs, ceil_qd);
 }
 
 static void reindex(int nfiles)
@@ -443,6 +455,17 @@ static void reindex(int nfiles)
     kvt_store_close(s);
 }
 
+/* A key's default from the config table: the shape the tier runs at unless told. */
+static int64_t tier_default(const char *key)
+{
+    kvt_config *cfg = NULL;
+    int64_t v = 0;
+    if (kvt_config_new(&cfg) != KVT_OK || kvt_config_get_int(cfg, key, &v) != KVT_OK)
+        bench_die(key, KVT_EINVAL);
+    kvt_config_free(cfg);
+    return v;
+}
+
 int main(int argc, char **argv)
 {
     const char *env = getenv("KVT_BENCH_DIR");
@@ -457,22 +480,19 @@ int main(int argc, char **argv)
             trials = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--request-kib") && i + 1 < argc)
             req_kib = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--depth") && i + 1 < argc)
+            depth = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-reindex"))
             no_reindex = true;
         else {
             fprintf(stderr, "usage: bench_" PFX " [--quick] [--dir DIR] [--trials N] "
-                            "[--request-kib N] [--no-reindex]\n");
+                            "[--request-kib N] [--depth N] [--no-reindex]\n");
             return 2;
         }
     }
     trials = trials < 1 ? 1 : trials > 64 ? 64 : trials;
-    if (req_kib <= 0) { /* the tier's default, read from the config table */
-        kvt_config *cfg = NULL;
-        int64_t v = 0;
-        if (kvt_config_new(&cfg) == KVT_OK && kvt_config_get_int(cfg, "local_disk_request_kib", &v) == KVT_OK)
-            req_kib = (int)v;
-        kvt_config_free(cfg);
-    }
+    req_kib = req_kib > 0 ? req_kib : (int)tier_default("local_disk_request_kib");
+    depth = depth > 0 ? depth : (int)tier_default("local_disk_queue_depth");
     req_kib = (req_kib + 3) / 4 * 4;
     if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
         perror(dir);
