@@ -545,6 +545,94 @@ static void pins_hold(void **state)
     assert_int_equal(kvt_store_close(s), KVT_OK);
 }
 
+/* The library's unlinkat, interposed (the tests link kvtier's objects, not the .so): while
+ * `ul_park` is set, an unlink of a temp name waits, as a filesystem slowly freeing a big
+ * file's blocks would. */
+static pthread_mutex_t ul_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t ul_cv = PTHREAD_COND_INITIALIZER;
+static bool ul_park;
+static int ul_parked;
+
+int unlinkat(int dfd, const char *path, int flags)
+{
+    pthread_mutex_lock(&ul_mu);
+    if (ul_park && strstr(path, ".tmp.")) {
+        ul_parked++;
+        pthread_cond_broadcast(&ul_cv);
+        while (ul_park)
+            pthread_cond_wait(&ul_cv, &ul_mu);
+    }
+    pthread_mutex_unlock(&ul_mu);
+    return (int)syscall(SYS_unlinkat, dfd, path, flags);
+}
+
+static void unpark(void)
+{
+    pthread_mutex_lock(&ul_mu);
+    ul_park = false;
+    pthread_cond_broadcast(&ul_cv);
+    pthread_mutex_unlock(&ul_mu);
+}
+
+/* The test's teardown too: a failed test leaves no unlink parked for the next ones. */
+static int unparked(void **state)
+{
+    (void)state;
+    unpark();
+    return 0;
+}
+
+static void *remove_one(void *arg)
+{
+    kvt_key k = tk_key(1);
+    size_t removed = 0;
+    assert_int_equal(kvt_remove(arg, &k, &removed), KVT_OK);
+    return NULL;
+}
+
+/* A dropped chunk's file is renamed aside under the tier's lock and unlinked outside it:
+ * while its unlink is stuck, the tier serves reads, and its bytes stay counted. */
+static void unlink_outside_the_lock(void **state)
+{
+    (void)state;
+    const char *dir = fresh_dir("unlink");
+    kvt_store *s = open_disk(dir, 0.6, 6.5 * FILE_BYTES / (1024.0 * 1024.0), NULL, NULL);
+    for (uint64_t h = 1; h <= 3; h++)
+        put_h(s, h);
+    flush(s);
+    bool was;
+    assert_int_equal(kvt_backend_set_bypass(s, "LocalCPUBackend", true, &was), KVT_OK);
+    pthread_mutex_lock(&ul_mu);
+    ul_park = true;
+    ul_parked = 0;
+    pthread_mutex_unlock(&ul_mu);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, remove_one, s), 0);
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 10;
+    pthread_mutex_lock(&ul_mu);
+    while (ul_parked == 0 && pthread_cond_timedwait(&ul_cv, &ul_mu, &dl) == 0)
+        ;
+    int parked = ul_parked;
+    pthread_mutex_unlock(&ul_mu);
+    assert_int_equal(parked, 1);
+
+    assert_int_equal(get_h(s, 2), KVT_OK); /* from disk, while the unlink is stuck */
+    assert_int_equal(get_h(s, 1), KVT_ENOENT);
+    kvt_backend_stats st = disk_stats(s);
+    assert_int_equal(st.objects, 2);
+    assert_int_equal(st.bytes_used, 3 * FILE_BYTES); /* still on disk: still counted */
+    assert_int_equal(count_files(dir, ".pt", NULL), 2);
+    assert_int_equal(count_files(dir, NULL, NULL), 1); /* the file set aside */
+
+    unpark();
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(disk_stats(s).bytes_used, 2 * FILE_BYTES);
+    assert_int_equal(count_files(dir, NULL, NULL), 0);
+    assert_int_equal(kvt_store_close(s), KVT_OK);
+}
+
 /* ------------------------------------------------------------------ real faults */
 
 static char mounted[2][600]; /* unmounted at exit too, should a test fail mid-way */
@@ -832,6 +920,7 @@ int main(void)
         cmocka_unit_test(cap_under_churn),
         cmocka_unit_test(batches_wider_than_the_cap),
         cmocka_unit_test(pins_hold),
+        cmocka_unit_test_teardown(unlink_outside_the_lock, unparked),
         cmocka_unit_test(full_filesystem),
         cmocka_unit_test(tmpfs_buffered),
         cmocka_unit_test(uring_refused),

@@ -42,8 +42,20 @@ struct ent {
     uint32_t pins, readers;
     uint16_t dir;
     uint8_t state;
-    bool cancelled, in_lru;
+    bool cancelled, in_lru, unlinking; /* unlinking: its file is on the doomed list */
     char name[]; /* relative to its directory */
+};
+
+/* A dropped chunk's file, renamed to a temp name under mu and unlinked outside it: freeing
+ * a big file's blocks takes milliseconds (8 ms for 32 MiB here), which must not stall the
+ * tier's readers, and the temp name cannot be taken by a new put of the same key. Its bytes
+ * stay counted until the unlink is done; a crash leaves a stale temp file for the next open
+ * to delete. */
+struct doomed {
+    struct doomed *next;
+    struct ent *e;
+    bool failed;
+    char name[];
 };
 
 struct dir {
@@ -67,6 +79,8 @@ struct kvt__ft {
     size_t nbuckets, count, pinned;
     struct lnode lru; /* next = least recently used */
     uint64_t cap, used, gone_bytes;
+    struct doomed *doomed; /* files set aside, to unlink once mu is released */
+    uint64_t doomed_bytes;
     kvt__ioeng *eng;
     kvt__ft_runner run;
     void *run_ctx;
@@ -192,10 +206,10 @@ static void index_del(kvt__ft *ft, struct ent *e)
     e->pins = 0;
 }
 
-/* Frees a GONE entry's bytes once no reader holds its file. mu held. */
+/* Frees a GONE entry's bytes once no reader holds its file and it is unlinked. mu held. */
 static void reap(kvt__ft *ft, struct ent *e)
 {
-    if (e->state != ST_GONE || e->readers)
+    if (e->state != ST_GONE || e->readers || e->unlinking)
         return;
     ft->used -= e->file_bytes;
     ft->gone_bytes -= e->file_bytes;
@@ -203,23 +217,82 @@ static void reap(kvt__ft *ft, struct ent *e)
     pthread_cond_broadcast(&ft->cv);
 }
 
-static void unlink_name(kvt__ft *ft, int dfd, const char *name)
+/* False: the file is still there (counted). */
+static bool unlink_name(kvt__ft *ft, int dfd, const char *name)
 {
-    if (unlinkat(dfd, name, 0) != 0 && errno != ENOENT)
-        ft->eio++; /* the bytes stay counted: the cap stays honest */
+    bool ok = unlinkat(dfd, name, 0) == 0 || errno == ENOENT;
+    if (!ok)
+        ft->eio++;
     if (ft->lay->removed)
         ft->lay->removed(dfd, name, NULL);
+    return ok;
 }
 
-/* Takes a LIVE entry off the index and unlinks its file; its bytes go when its readers do.
- * mu held (names are unlinked under mu). */
+/* e's file could not be unlinked: its bytes stay in `used` for good (the next open deletes
+ * or re-indexes the file), so the cap stays honest. mu held. */
+static void keep_bytes(kvt__ft *ft, struct ent *e)
+{
+    ft->gone_bytes -= e->file_bytes;
+    e->file_bytes = 0;
+}
+
+/* A random-enough start for e's temp names (the names only need to differ). */
+static uint64_t tmp_seed(const struct ent *e, const void *salt)
+{
+    return XXH3_64bits_withSeed(e->name, strlen(e->name), (uint64_t)time(NULL) ^ (uintptr_t)salt);
+}
+
+/* Takes an entry off the index and sets its file aside for unlink_doomed() (unlinked here
+ * and now when that cannot be done); its bytes go when it is unlinked and its readers are
+ * done. mu held; the caller runs unlink_doomed() before releasing it. */
 static void drop(kvt__ft *ft, struct ent *e)
 {
+    int dfd = ft->dirs[e->dir].fd;
+    char tmp[NAME_MAX_REL + 40];
     index_del(ft, e);
-    unlink_name(ft, ft->dirs[e->dir].fd, e->name);
     e->state = ST_GONE;
     ft->gone_bytes += e->file_bytes;
+    ft->lay->tmp_name(e->name, tmp_seed(e, ft), tmp, sizeof tmp);
+    struct doomed *d = malloc(sizeof *d + strlen(tmp) + 1);
+    if (d && renameat2(dfd, e->name, dfd, tmp, RENAME_NOREPLACE) == 0) {
+        if (ft->lay->removed)
+            ft->lay->removed(dfd, e->name, NULL);
+        *d = (struct doomed){.next = ft->doomed, .e = e};
+        strcpy(d->name, tmp);
+        ft->doomed = d;
+        ft->doomed_bytes += e->file_bytes;
+        e->unlinking = true;
+        return;
+    }
+    free(d); /* no memory, a taken name, or the file is gone already */
+    if (!unlink_name(ft, dfd, e->name))
+        keep_bytes(ft, e);
     reap(ft, e);
+}
+
+/* Unlinks the files drop() set aside with mu released, then frees their bytes. mu held on
+ * entry and on return. */
+static void unlink_doomed(kvt__ft *ft)
+{
+    struct doomed *list = ft->doomed;
+    if (!list)
+        return;
+    ft->doomed = NULL;
+    pthread_mutex_unlock(&ft->mu);
+    for (struct doomed *d = list; d; d = d->next)
+        d->failed = unlinkat(ft->dirs[d->e->dir].fd, d->name, 0) != 0 && errno != ENOENT;
+    pthread_mutex_lock(&ft->mu);
+    for (struct doomed *d = list, *next; d; d = next) {
+        next = d->next;
+        ft->doomed_bytes -= d->e->file_bytes;
+        d->e->unlinking = false;
+        if (d->failed) {
+            ft->eio++;
+            keep_bytes(ft, d->e);
+        }
+        reap(ft, d->e);
+        free(d);
+    }
 }
 
 /* Moves a LIVE entry's file aside (or unlinks it when the quarantine is full). mu held. */
@@ -238,8 +311,8 @@ static void quarantine(kvt__ft *ft, struct ent *e)
         e->file_bytes = 0;
         if (ft->lay->removed)
             ft->lay->removed(d->fd, e->name, to);
-    } else {
-        unlink_name(ft, d->fd, e->name);
+    } else if (!unlink_name(ft, d->fd, e->name)) {
+        e->file_bytes = 0; /* still there: its bytes stay in `used` */
     }
     ft->gone_bytes += e->file_bytes;
     reap(ft, e);
@@ -290,12 +363,6 @@ static int make_parents(int dfd, const char *rel)
     return 0;
 }
 
-/* A random-enough start for e's temp names (the names only need to differ). */
-static uint64_t tmp_seed(const struct ent *e, const void *salt)
-{
-    return XXH3_64bits_withSeed(e->name, strlen(e->name), (uint64_t)time(NULL) ^ (uintptr_t)salt);
-}
-
 /* Makes `v`'s file the temp file w->tmp of a write of `e` instead of unlinking it: the
  * write then overwrites blocks the filesystem laid out long ago, as an overwrite of a
  * pre-laid-out file does, instead of allocating new ones and freeing old ones (a full tier
@@ -309,7 +376,8 @@ static bool recycle(kvt__ft *ft, struct ent *v, const struct ent *e, struct wput
 {
     int dfd = ft->dirs[e->dir].fd;
     if (v->readers || v->dir != e->dir || v->file_bytes > e->file_bytes ||
-        ft->used - v->file_bytes + e->file_bytes > ft->cap || make_parents(dfd, e->name) != 0)
+        ft->used - ft->doomed_bytes - v->file_bytes + e->file_bytes > ft->cap ||
+        make_parents(dfd, e->name) != 0)
         return false;
     ft->lay->tmp_name(e->name, tmp_seed(e, v), w->tmp, sizeof w->tmp);
     if (renameat2(dfd, v->name, dfd, w->tmp, RENAME_NOREPLACE) != 0)
@@ -333,13 +401,19 @@ static int reserve(kvt__ft *ft, uint64_t need, const struct ent *e, struct wput 
     if (need > ft->cap)
         return KVT_ENOSPC;
     while (ft->used + need > ft->cap) {
-        struct ent *v = victim(ft);
-        if (v) {
+        struct ent *v;
+        /* Files set aside count as free: they are unlinked before this returns. */
+        while (ft->used - ft->doomed_bytes + need > ft->cap && (v = victim(ft))) {
             if (w->recycled || !(w->recycled = recycle(ft, v, e, w)))
                 drop(ft, v);
             ft->evictions++;
+        }
+        if (ft->doomed) {
+            unlink_doomed(ft);
             continue;
         }
+        if (ft->used + need <= ft->cap)
+            break;
         if (ft->gone_bytes == 0)
             return KVT_ENOSPC; /* everything left is pinned or being written */
         if (!waited) {
@@ -380,7 +454,7 @@ static int lease_get(kvt__ft *ft, const kvt_key *key, bool direct, struct lease 
         if (errno != ENOENT)
             return kvt__fail(errno_status(errno), "%s: cannot open %s: %s", ft->lay->tier, e->name,
                              strerror(errno));
-        drop(ft, e); /* deleted behind our back */
+        drop(ft, e); /* deleted behind our back: nothing to set aside */
         return KVT_ENOENT;
     }
     l->bad_size = fstat(l->fd, &st) != 0 || (uint64_t)st.st_size != e->file_size;
@@ -733,13 +807,15 @@ static int put_end(kvt__ft *ft, struct wput *w)
     int err = w->err;
     pthread_mutex_lock(&ft->mu);
     if (err || e->cancelled) {
-        if (w->renamed)
-            unlink_name(ft, d->fd, e->name);
         if (e->cancelled && !err)
             ft->cancelled++;
         if (err)
             *(errno_status(err) == KVT_ENOSPC ? &ft->enospc : &ft->eio) += 1;
-        unreserve(ft, e);
+        if (w->renamed)
+            drop(ft, e);
+        else
+            unreserve(ft, e);
+        unlink_doomed(ft);
     } else {
         e->state = ST_LIVE;
         lru_append(ft, e);
@@ -1013,6 +1089,7 @@ int kvt__ft_remove(void *state, const kvt_key *key)
     pthread_mutex_lock(&ft->mu);
     struct ent *e = find(ft, key);
     bool removed = e && remove_ent(ft, e);
+    unlink_doomed(ft);
     pthread_mutex_unlock(&ft->mu);
     return removed ? KVT_OK : KVT_ENOENT;
 }
@@ -1028,6 +1105,7 @@ int kvt__ft_clear(void *state, uint64_t *tokens)
                 *tokens += e->info.meta.num_tokens;
             remove_ent(ft, e);
         }
+    unlink_doomed(ft);
     pthread_mutex_unlock(&ft->mu);
     return KVT_OK;
 }
@@ -1284,11 +1362,12 @@ static int scan(kvt__ft *ft)
         ft->used += e->file_bytes;
         ft->indexed++;
     }
-    while (ft->used > ft->cap && ft->lru.next != &ft->lru) { /* a lowered cap holds at once */
+    while (ft->used - ft->doomed_bytes > ft->cap && ft->lru.next != &ft->lru) { /* a lower cap holds */
         drop(ft, (struct ent *)ft->lru.next);
         ft->evictions++;
     }
     ft->corrupt += sc.bad;
+    unlink_doomed(ft);
     pthread_mutex_unlock(&ft->mu);
     free(sc.v);
     if (sc.bad)
