@@ -1,10 +1,11 @@
 /* kvtier — the file-tier core (see filetier.h).
  *
- * Files are opened and unlinked under `mu`, so a name is never unlinked after a later
- * write reused it. A reader's lease opens the file under `mu`; eviction may unlink it
- * while the reader reads (unlinking an open file keeps its data), and its bytes stay in
- * `used` (as `gone_bytes`) until that reader ends its lease; a write that needs those
- * bytes waits for that, bounded. */
+ * Files are opened and renamed under `mu`, so a name is never unlinked after a later
+ * write reused it: a dropped chunk's file is renamed to a temp name under `mu` and
+ * unlinked outside it (struct doomed). A reader's lease opens the file under `mu`;
+ * eviction may set it aside and unlink it while the reader reads (an open file keeps its
+ * data), and its bytes stay in `used` (as `gone_bytes`) until it is unlinked and that
+ * reader ends its lease; a write that needs those bytes waits for that, bounded. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -54,7 +55,6 @@ struct ent {
 struct doomed {
     struct doomed *next;
     struct ent *e;
-    bool failed;
     char name[];
 };
 
@@ -252,7 +252,7 @@ static void drop(kvt__ft *ft, struct ent *e)
     index_del(ft, e);
     e->state = ST_GONE;
     ft->gone_bytes += e->file_bytes;
-    ft->lay->tmp_name(e->name, tmp_seed(e, ft), tmp, sizeof tmp);
+    ft->lay->tmp_name(e->name, tmp_seed(e, e), tmp, sizeof tmp);
     struct doomed *d = malloc(sizeof *d + strlen(tmp) + 1);
     if (d && renameat2(dfd, e->name, dfd, tmp, RENAME_NOREPLACE) == 0) {
         if (ft->lay->removed)
@@ -270,27 +270,27 @@ static void drop(kvt__ft *ft, struct ent *e)
     reap(ft, e);
 }
 
-/* Unlinks the files drop() set aside with mu released, then frees their bytes. mu held on
- * entry and on return. */
+/* Unlinks the files drop() set aside, one at a time with mu released, and frees each
+ * one's bytes as it goes (a put waiting for room wakes at each), so a clear of thousands
+ * of files never holds back a put for longer than one unlink. mu held on entry and on
+ * return. */
 static void unlink_doomed(kvt__ft *ft)
 {
     struct doomed *list = ft->doomed;
-    if (!list)
-        return;
     ft->doomed = NULL;
-    pthread_mutex_unlock(&ft->mu);
-    for (struct doomed *d = list; d; d = d->next)
-        d->failed = unlinkat(ft->dirs[d->e->dir].fd, d->name, 0) != 0 && errno != ENOENT;
-    pthread_mutex_lock(&ft->mu);
     for (struct doomed *d = list, *next; d; d = next) {
         next = d->next;
+        pthread_mutex_unlock(&ft->mu);
+        bool failed = unlinkat(ft->dirs[d->e->dir].fd, d->name, 0) != 0 && errno != ENOENT;
+        pthread_mutex_lock(&ft->mu);
         ft->doomed_bytes -= d->e->file_bytes;
         d->e->unlinking = false;
-        if (d->failed) {
+        if (failed) {
             ft->eio++;
             keep_bytes(ft, d->e);
         }
         reap(ft, d->e);
+        pthread_cond_broadcast(&ft->cv); /* doomed_bytes changed, even when a reader holds it */
         free(d);
     }
 }
@@ -337,7 +337,6 @@ struct wput {
     char was[NAME_MAX_REL]; /* the recycled file's name before */
 };
 
-
 /* An LRU victim, preferring one nobody is reading (its bytes free at once). mu held. */
 static struct ent *victim(kvt__ft *ft)
 {
@@ -375,6 +374,11 @@ static int make_parents(int dfd, const char *rel)
 static bool recycle(kvt__ft *ft, struct ent *v, const struct ent *e, struct wput *w)
 {
     int dfd = ft->dirs[e->dir].fd;
+    /* Buffered overwrites without fdatasync are not ordered before the rename into
+     * place: a crash could keep the victim's bytes under the new name, which only a
+     * payload checksum would catch. */
+    if (!ft->lay->xxh3_sum && !ft->dirs[e->dir].direct && !ft->o.fsync)
+        return false;
     if (v->readers || v->dir != e->dir || v->file_bytes > e->file_bytes ||
         ft->used - ft->doomed_bytes - v->file_bytes + e->file_bytes > ft->cap ||
         make_parents(dfd, e->name) != 0)
@@ -1362,12 +1366,14 @@ static int scan(kvt__ft *ft)
         ft->used += e->file_bytes;
         ft->indexed++;
     }
-    while (ft->used - ft->doomed_bytes > ft->cap && ft->lru.next != &ft->lru) { /* a lower cap holds */
-        drop(ft, (struct ent *)ft->lru.next);
-        ft->evictions++;
+    while (ft->used > ft->cap && ft->lru.next != &ft->lru) { /* a lowered cap holds at once */
+        while (ft->used - ft->doomed_bytes > ft->cap && ft->lru.next != &ft->lru) {
+            drop(ft, (struct ent *)ft->lru.next);
+            ft->evictions++;
+        }
+        unlink_doomed(ft); /* a file it could not unlink stays counted: evict more */
     }
     ft->corrupt += sc.bad;
-    unlink_doomed(ft);
     pthread_mutex_unlock(&ft->mu);
     free(sc.v);
     if (sc.bad)

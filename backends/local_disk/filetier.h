@@ -4,8 +4,9 @@
  * modulo their number). The core holds everything but the file format: the in-memory
  * index and LRU list, the cap (a write reserves its bytes before its first byte, evicting
  * first, so used <= cap at every moment), two-phase eviction and remove (off the index
- * and unlinked at once; the bytes stay counted until the last reader that had the file
- * open closes it), reader leases, pins, single and batched reads through the I/O engine
+ * and renamed aside at once, unlinked once the index lock is released; the bytes stay
+ * counted until then and until the last reader that had the file open closes it), reader
+ * leases, pins, single and batched reads through the I/O engine
  * (src/ioeng.h), get_into, stats, ping, and the restart scan driver (quarantine, stale
  * temp files, LRU order from mtime, the cap enforced at once).
  *
@@ -66,8 +67,9 @@ struct kvt__ft_layout {
     /* Optional: after the data file was renamed into place (GDS: write the sidecar).
      * 0 or an errno; on failure the core unlinks the data file and fails the put. */
     int (*committed)(kvt__ft *ft, int dirfd, const char *name, const unsigned char *h);
-    /* Optional: after `name` was unlinked, or moved aside as `aside` (a path relative to
-     * the directory) when quarantined. Called with `mu` held: it may only touch files. */
+    /* Optional: after `name` was unlinked or renamed to a temp name to be unlinked (the
+     * chunk is gone either way), or moved aside as `aside` (a path relative to the
+     * directory) when quarantined. Called with `mu` held: it may only touch files. */
     void (*removed)(int dirfd, const char *name, const char *aside);
     /* Is `rel` (a path under a directory) a temp file of an interrupted write? */
     bool (*is_tmp)(const char *rel);
