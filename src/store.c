@@ -553,6 +553,30 @@ int kvt_put(kvt_store *s, const kvt_key *key, const void *data, size_t len,
     return rc;
 }
 
+/* Plugs the write queues of sn's tiers for a batch of puts: each worker then waits for a
+ * whole batch (or the unplug) instead of taking the batch's first chunk alone, so the
+ * batch reaches its tier as one batched_put with every request in flight. A plugged tier
+ * is entered, so its queue outlives the plug. Returns the plugged tiers' bits. */
+static uint32_t plug(kvt__snap *sn)
+{
+    uint32_t on = 0;
+    for (size_t i = 0; i < sn->n; i++)
+        if (sn->bk[i]->wq && kvt__bk_enter(sn->bk[i])) {
+            kvt__wq_plug(sn->bk[i]->wq, true);
+            on |= 1u << i;
+        }
+    return on;
+}
+
+static void unplug(kvt__snap *sn, uint32_t on)
+{
+    for (size_t i = 0; i < sn->n; i++)
+        if (bit(on, i)) {
+            kvt__wq_plug(sn->bk[i]->wq, false);
+            kvt__bk_leave(sn->bk[i]);
+        }
+}
+
 int kvt_batched_put(kvt_store *s, size_t n, const kvt_key keys[], const void *const data[],
                     const size_t lens[], const kvt_chunk_meta *metas, size_t *stored)
 {
@@ -561,8 +585,31 @@ int kvt_batched_put(kvt_store *s, size_t n, const kvt_key keys[], const void *co
     if (stored)
         *stored = 0;
     NEED(s && (!n || (keys && data && lens)), "kvt_batched_put", "store, keys, data or lens is NULL");
+    kvt__snap *sn = kvt__snap_get(s);
+    uint32_t plugged = n > 1 ? plug(sn) : 0;
     for (; i < n && rc == KVT_OK; i++)
         rc = kvt_put(s, &keys[i], data[i], lens[i], metas ? &metas[i] : NULL);
+    unplug(sn, plugged);
+    kvt__snap_put(sn);
+    if (stored)
+        *stored = rc == KVT_OK ? n : i - 1;
+    return rc;
+}
+
+int kvt_batched_put_obj(kvt_store *s, size_t n, const kvt_key keys[], kvt_obj *const objs[],
+                        size_t *stored)
+{
+    int rc = KVT_OK;
+    size_t i = 0;
+    if (stored)
+        *stored = 0;
+    NEED(s && (!n || (keys && objs)), "kvt_batched_put_obj", "store, keys or objs is NULL");
+    kvt__snap *sn = kvt__snap_get(s);
+    uint32_t plugged = n > 1 ? plug(sn) : 0;
+    for (; i < n && rc == KVT_OK; i++)
+        rc = kvt_put_obj(s, &keys[i], objs[i]);
+    unplug(sn, plugged);
+    kvt__snap_put(sn);
     if (stored)
         *stored = rc == KVT_OK ? n : i - 1;
     return rc;

@@ -25,6 +25,7 @@ struct kvt__wq {
     size_t depth, head, count;
     uint64_t pushed, done; /* sequence numbers: items pushed / fully processed */
     bool refuse, stopping, abandon;
+    unsigned plugs; /* producers putting a batch: the worker waits for a whole one */
     bool writing;  /* the worker is inside fn() with cur[0..ncur) */
     size_t batch, ncur;
     kvt_key cur[KVT__WQ_BATCH_MAX];
@@ -96,7 +97,7 @@ static void *worker(void *arg)
     kvt_obj *objs[KVT__WQ_BATCH_MAX];
     pthread_mutex_lock(&q->mu);
     for (;;) {
-        while (q->count == 0 && !q->stopping)
+        while ((q->count == 0 || (q->plugs && q->count < q->batch)) && !q->stopping)
             pthread_cond_wait(&q->not_empty, &q->mu);
         if (q->count == 0)
             break; /* stopping and drained */
@@ -143,6 +144,7 @@ int kvt__wq_new(size_t depth, size_t batch, kvt__wq_fn fn, kvt__wq_undo_fn undo,
     }
     q->depth = depth;
     q->batch = batch < 1 ? 1 : batch > KVT__WQ_BATCH_MAX ? KVT__WQ_BATCH_MAX : batch;
+    q->batch = q->batch > depth ? depth : q->batch; /* a plugged queue must fill a batch */
     q->fn = fn;
     q->undo_fn = undo;
     q->done_fn = done;
@@ -180,6 +182,16 @@ int kvt__wq_push(kvt__wq *q, const kvt_key *key, kvt_obj *obj, const struct time
     }
     pthread_mutex_unlock(&q->mu);
     return rc;
+}
+
+void kvt__wq_plug(kvt__wq *q, bool on)
+{
+    pthread_mutex_lock(&q->mu);
+    if (on)
+        q->plugs++;
+    else if (--q->plugs == 0)
+        pthread_cond_signal(&q->not_empty);
+    pthread_mutex_unlock(&q->mu);
 }
 
 void kvt__wq_refuse(kvt__wq *q, bool on)

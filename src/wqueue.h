@@ -20,13 +20,18 @@ typedef void (*kvt__wq_undo_fn)(void *ud, const kvt_key *key);
 typedef void (*kvt__wq_done_fn)(void *ud);
 
 /* Deadlines are CLOCK_MONOTONIC (clock.h). `batch`: most items per fn call (clamped to
- * 1..KVT__WQ_BATCH_MAX); the worker never waits for a batch to fill. */
+ * 1..KVT__WQ_BATCH_MAX and to depth); unplugged, the worker never waits for a batch to fill. */
 int kvt__wq_new(size_t depth, size_t batch, kvt__wq_fn fn, kvt__wq_undo_fn undo,
                 kvt__wq_done_fn done, void *ud, kvt__wq **out);
 /* Queues one item, taking over the caller's reference to `obj` on KVT_OK only. Waits
  * while the queue is full, up to `deadline`: KVT_ETIMEDOUT then, KVT_ECLOSED when the
  * queue refuses pushes (bypass, close) before or while waiting. */
 int kvt__wq_push(kvt__wq *q, const kvt_key *key, kvt_obj *obj, const struct timespec *deadline);
+/* Plugs (on) or unplugs the queue for a producer about to push several items, as the
+ * block layer's plug does: while plugged, the worker waits for a whole batch (or the last
+ * unplug, or a stop) instead of taking the first item alone. Plugs nest; every plug must
+ * be unplugged, soon: flushes wait for plugged items too. */
+void kvt__wq_plug(kvt__wq *q, bool on);
 /* Refuse pushes (and release the waiting ones) or take them again. */
 void kvt__wq_refuse(kvt__wq *q, bool on);
 /* Drops the queued writes of `key` (NULL: all), releasing their references, and returns

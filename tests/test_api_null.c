@@ -129,6 +129,12 @@ static void every_pointer_parameter_is_checked(void **state)
     EINVAL_FOR(kvt_put_obj(NULL, &k, o));
     EINVAL_FOR(kvt_put_obj(s, &k, NULL));
     EINVAL_FOR(kvt_put_obj(s, NULL, o));
+    kvt_obj *no_obj[1] = {NULL};
+    EINVAL_FOR(kvt_batched_put_obj(NULL, 1, keys, no_obj, &n));
+    EINVAL_FOR(kvt_batched_put_obj(s, 1, NULL, no_obj, &n));
+    EINVAL_FOR(kvt_batched_put_obj(s, 1, keys, NULL, &n));
+    EINVAL_FOR(kvt_batched_put_obj(s, 1, keys, no_obj, &n)); /* a NULL object in the batch */
+    assert_int_equal(n, 0);
     EINVAL_FOR(kvt_get(NULL, &k, &o));
     EINVAL_FOR(kvt_get(s, NULL, &o));
     EINVAL_FOR(kvt_get(s, &k, NULL));

@@ -900,6 +900,48 @@ static void write_through_batches_queued_items(void **state)
     kvt_store_close(s);
 }
 
+/* kvt_batched_put and kvt_batched_put_obj plug the tiers' queues: the chunks of one call
+ * reach a tier as whole batches (8, 8, then the rest at the unplug), never the first alone. */
+static void batched_puts_reach_a_tier_together(void **state)
+{
+    (void)state;
+    kvt_store *s = open_with(false, true, NULL, NULL);
+    kvt_key keys[20];
+    unsigned char bufs[20][LEN];
+    const void *data[20];
+    size_t lens[20], stored = 0;
+    for (uint64_t h = 1; h <= 20; h++) {
+        keys[h - 1] = tk_key(h);
+        tk_fill(bufs[h - 1], LEN, h);
+        data[h - 1] = bufs[h - 1];
+        lens[h - 1] = LEN;
+    }
+    assert_int_equal(kvt_batched_put(s, 20, keys, data, lens, NULL, &stored), KVT_OK);
+    assert_int_equal(stored, 20);
+    assert_int_equal(kvt_flush(s, -1), KVT_OK);
+    assert_int_equal(atomic_load(&tk_b.batched_put_calls), 3);
+    assert_int_equal(atomic_load(&tk_b.batched_put_max), 8);
+    for (uint64_t h = 1; h <= 20; h++)
+        assert_true(tier_holds(&tk_b, h));
+
+    kvt_obj *objs[5];
+    for (uint64_t h = 21; h <= 25; h++) {
+        keys[h - 21] = tk_key(h);
+        assert_int_equal(kvt_obj_alloc(s, LEN, NULL, &objs[h - 21]), KVT_OK);
+        tk_fill(kvt_obj_data_mut(objs[h - 21]), LEN, h);
+    }
+    assert_int_equal(kvt_batched_put_obj(s, 5, keys, objs, &stored), KVT_OK);
+    assert_int_equal(stored, 5);
+    for (int i = 0; i < 5; i++)
+        kvt_obj_release(objs[i]);
+    assert_int_equal(kvt_flush(s, -1), KVT_OK);
+    assert_int_equal(atomic_load(&tk_b.batched_put_calls), 4);
+    assert_int_equal(atomic_load(&tk_b.batched_put_max), 8);
+    for (uint64_t h = 21; h <= 25; h++)
+        assert_true(tier_holds(&tk_b, h));
+    kvt_store_close(s);
+}
+
 /* A remove of one key of the batch being written undoes that key alone. */
 static void remove_during_a_batch_undoes_only_its_key(void **state)
 {
@@ -1161,6 +1203,7 @@ int main(void)
         cmocka_unit_test_setup(batched_put_stops_at_the_first_failure, setup),
         cmocka_unit_test_setup(short_vtable_slot_is_never_called, setup),
         cmocka_unit_test_setup(write_through_batches_queued_items, setup),
+        cmocka_unit_test_setup(batched_puts_reach_a_tier_together, setup),
         cmocka_unit_test_setup(remove_during_a_batch_undoes_only_its_key, setup),
         cmocka_unit_test_setup(flush_waits_for_a_batch_with_cancelled_items, setup),
         cmocka_unit_test_setup(v4_table_gets_single_puts, setup),

@@ -86,7 +86,9 @@ KVT_API int kvt_put(kvt_store *s, const kvt_key *key, const void *data, size_t l
                     const kvt_chunk_meta *meta);
 
 /** kvt_put() for `n` chunks, stopping at the first failure; `*stored` (may be NULL)
- *  counts the chunks stored before it. */
+ *  counts the chunks stored before it. The lower tiers' write queues are plugged for the
+ *  call, so the chunks reach each tier together (one batched_put of up to 8), not the
+ *  first one alone: use it for the chunks of one request. */
 KVT_API int kvt_batched_put(kvt_store *s, size_t n, const kvt_key keys[], const void *const data[],
                             const size_t lens[], const kvt_chunk_meta *metas, size_t *stored);
 
@@ -103,6 +105,12 @@ KVT_API int kvt_obj_alloc(kvt_store *s, size_t size, const kvt_chunk_meta *meta,
  *  @param obj borrowed: the caller
  *  still releases its reference. */
 KVT_API int kvt_put_obj(kvt_store *s, const kvt_key *key, kvt_obj *obj);
+
+/** kvt_put_obj() for `n` objects, stopping at the first failure, with the lower tiers'
+ *  queues plugged as kvt_batched_put() does; `*stored` (may be NULL) counts the chunks
+ *  stored before it. @param objs borrowed, as kvt_put_obj()'s. */
+KVT_API int kvt_batched_put_obj(kvt_store *s, size_t n, const kvt_key keys[], kvt_obj *const objs[],
+                                size_t *stored);
 
 /** Zero-copy read: the first tier in order that holds `key` wins; a hit below the CPU
  *  tier is promoted into it (when the CPU tier has no room to stage it, the object comes

@@ -8,7 +8,7 @@
  * - the raw loop: O_DIRECT io_uring at the same request size and depth doing what the
  *   tier does per chunk: create a file, lay it out (fallocate), write a 4096-byte header
  *   and the chunk, close, rename; then open each and read it back (the equivalent baseline);
- * - kvtier putting B chunks (zero-copy kvt_put_obj + kvt_flush, the objects filled
+ * - kvtier putting B chunks (zero-copy kvt_batched_put_obj + kvt_flush, the objects filled
  *   before the clock starts, as the raw loop's buffers are); kvt_get_into of each
  *   (CPU tier too small to stage: the get_into slot reads straight into the caller's
  *   buffer); kvt_batched_get_into of all B (CPU tier bypassed: one batch through the pool);
@@ -233,7 +233,8 @@ static void bandwidth(const char *what, int mib, bool shape, double *v, int n)
 }
 
 /* Puts `batch` chunks under keys key_of(first + i), filled from bufs[i] before the clock
- * starts (the engine's side: it fills the chunks first), then flushes; MiB/s. */
+ * starts (the engine's side: it fills the chunks first), in one kvt_batched_put_obj (the
+ * chunks of one request), then flushes; MiB/s. */
 static double put_batch(kvt_store *s, size_t chunk, int batch, void **bufs, uint64_t first,
                         kvt_key *keys)
 {
@@ -246,13 +247,12 @@ static double put_batch(kvt_store *s, size_t chunk, int batch, void **bufs, uint
         keys[i] = key_of(first + (uint64_t)i);
     }
     double t0 = bench_now();
-    for (int i = 0; i < batch; i++) {
-        int rc = kvt_put_obj(s, &keys[i], objs[i]);
-        if (rc != KVT_OK)
-            bench_die("put_obj", rc);
+    int rc = kvt_batched_put_obj(s, (size_t)batch, keys, objs, NULL);
+    if (rc != KVT_OK)
+        bench_die("batched_put_obj", rc);
+    for (int i = 0; i < batch; i++)
         kvt_obj_release(objs[i]);
-    }
-    int rc = kvt_flush(s, 600000);
+    rc = kvt_flush(s, 600000);
     if (rc != KVT_OK)
         bench_die("flush", rc);
     double mibps = (double)chunk * batch / MiB / (bench_now() - t0);
