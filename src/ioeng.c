@@ -169,7 +169,7 @@ static void ring_reset(kvt__ioeng *e, struct ring *r)
  * hooks->done, which runs once the ring has been topped up again. `called`: done() ran. */
 struct track {
     const struct kvt__ioeng_hooks *h;
-    void (*ready)(void *);
+    bool (*ready)(void *);
     size_t lim, *left, *fin, nfin, taken;
     bool *called;
 };
@@ -236,8 +236,7 @@ static int run_uring(kvt__ioeng *e, kvt__io *ios, struct req *reqs, size_t nreq,
                 queued = 0;
             }
         }
-        if (t->ready) { /* while the first requests are in flight */
-            t->ready(t->h->ctx);
+        if (t->ready && t->ready(t->h->ctx)) { /* a step, while the first requests fly */
             t->ready = NULL;
             t->lim = nreq;
             continue;
@@ -248,8 +247,8 @@ static int run_uring(kvt__ioeng *e, kvt__io *ios, struct req *reqs, size_t nreq,
                 break;
             continue; /* nothing submitted to wait for: submit again */
         }
-        struct io_uring_cqe *cqe;
-        int rc = io_uring_wait_cqe(ring, &cqe);
+        struct io_uring_cqe *cqe; /* while ready() has steps left, only reap what landed */
+        int rc = t->ready ? io_uring_peek_cqe(ring, &cqe) : io_uring_wait_cqe(ring, &cqe);
         if (rc < 0) {
             if (transient(-rc))
                 continue;
@@ -409,8 +408,8 @@ int kvt__ioeng_run_hooked(kvt__ioeng *e, kvt__io *ios, size_t n, const struct kv
             t.lim = lim;
         }
     }
-    if (t.h->ready && !t.ready) /* nothing to overlap it with */
-        t.h->ready(t.h->ctx);
+    while (t.h->ready && !t.ready && !t.h->ready(t.h->ctx)) /* nothing to overlap it with */
+        ;
     int rc = KVT_OK;
     if (!ok) {
         rc = KVT_ENOMEM;
@@ -423,8 +422,8 @@ int kvt__ioeng_run_hooked(kvt__ioeng *e, kvt__io *ios, size_t n, const struct kv
         atomic_fetch_add_explicit(&e->requests, nreq, memory_order_relaxed);
         rc = e->uring ? run_uring(e, ios, reqs, nreq, &t) : run_posix(e, ios, reqs, nreq);
     }
-    if (t.ready) /* a ring that could not start never ran it */
-        t.ready(t.h->ctx);
+    while (t.ready && !t.ready(t.h->ctx)) /* a ring that could not start did not finish it */
+        ;
     for (size_t i = 0; i < n; i++) /* the rest: pread mode, empty or failed transfers */
         call_done(&t, i);
     free(t.left), free(t.fin), free(t.called), free(reqs);

@@ -64,15 +64,18 @@ void kvt__ioeng_free(kvt__ioeng *e);
  * own). Thread-safety: any thread, concurrently (batches lease distinct rings). */
 int kvt__ioeng_run(kvt__ioeng *e, kvt__io *ios, size_t n);
 /* What a caller does while its batch runs, on its own thread (each hook may be NULL):
- * - ready(ctx): called once; the transfers from ios[hold] on start only after it returned,
- *   and it runs while the earlier transfers are in flight (first, in pread mode), so a
- *   caller can finish what the later ones carry (a header with the payload's checksum);
+ * - ready(ctx): does a step of the caller's work and returns true once it is all done;
+ *   the transfers from ios[hold] on start only after that. It is called again and again
+ *   while the earlier transfers are in flight, each time after the ring was topped up and
+ *   what had landed reaped (in pread mode: before the run, until done), so a caller can
+ *   finish what the later transfers carry (a header with the payload's checksum) without
+ *   the device running dry; a step should take well under one request's time;
  * - done(ctx, i): called once per transfer when it has finished or failed (its res is
  *   final), while later transfers may still be in flight (all at the end, in pread mode),
  *   so a caller can check one chunk while the device reads the next. */
 struct kvt__ioeng_hooks {
     size_t hold;
-    void (*ready)(void *ctx);
+    bool (*ready)(void *ctx);
     void (*done)(void *ctx, size_t i);
     void *ctx;
 };

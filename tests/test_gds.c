@@ -22,6 +22,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -513,6 +514,54 @@ static void cap_and_eviction(void **state)
     assert_int_equal(kvt_store_close(s), KVT_OK);
 }
 
+/* The library's fsync, interposed (the tests link kvtier's objects): while set, a
+ * directory refuses to sync, as some filesystems do (EINVAL). */
+static atomic_bool dirs_refuse_fsync;
+
+static int fsync_again(void **state)
+{
+    (void)state;
+    atomic_store(&dirs_refuse_fsync, false);
+    return 0;
+}
+
+int fsync(int fd)
+{
+    struct stat st;
+    if (atomic_load(&dirs_refuse_fsync) && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+        errno = EINVAL;
+        return -1;
+    }
+    return (int)syscall(SYS_fsync, fd);
+}
+
+/* Where the rename of an evicted file cannot be made durable, a put into a full tier
+ * writes a fresh file instead of overwriting the evicted one; the chunks stay exact. */
+static void recycling_needs_a_durable_rename(void **state)
+{
+    (void)state;
+    const char *dir = fresh("nosync");
+    kvt_store *s = open_gds(dir, 1, 2.5 * CHARGE / (1024.0 * 1024.0));
+    bool was;
+    assert_int_equal(kvt_backend_set_bypass(s, "LocalCPUBackend", true, &was), KVT_OK);
+    put_h(s, 1), put_h(s, 2);
+    flush(s);
+    atomic_store(&dirs_refuse_fsync, true);
+    put_h(s, 3), put_h(s, 4);
+    flush(s);
+    atomic_store(&dirs_refuse_fsync, false);
+    assert_int_equal(counters(s).recycled, 0);
+    assert_int_equal(gstats(s).evictions, 2);
+    assert_int_equal(count_files(dir, ""), 4); /* two files and their sidecars, no temp file */
+    assert_int_equal(get_h(s, 3), KVT_OK);
+    assert_int_equal(get_h(s, 4), KVT_OK);
+    put_h(s, 5); /* and once directories sync again, it overwrites */
+    flush(s);
+    assert_int_equal(counters(s).recycled, 1);
+    assert_int_equal(get_h(s, 5), KVT_OK);
+    assert_int_equal(kvt_store_close(s), KVT_OK);
+}
+
 struct load {
     kvt_store *s;
     atomic_bool stop;
@@ -674,6 +723,7 @@ int main(void)
         cmocka_unit_test(restart_reindex),
         cmocka_unit_test(corruption),
         cmocka_unit_test(cap_and_eviction),
+        cmocka_unit_test_teardown(recycling_needs_a_durable_rename, fsync_again),
         cmocka_unit_test(disk_to_gds_switch),
         cmocka_unit_test_prestate(mode_case, (void *)&modes[0]),
         cmocka_unit_test_prestate(mode_case, (void *)&modes[1]),

@@ -1,6 +1,7 @@
 /* kvtier tests — the block I/O engine's hooks (src/ioeng.h), in io_uring mode and in
- * pread mode, on real files: held transfers start only after ready() returned, and
- * done() runs exactly once per transfer with its result final. */
+ * pread mode, on real files: held transfers start only after ready() returned true (after
+ * as many steps as it takes), and done() runs exactly once per transfer with its result
+ * final. */
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -39,19 +40,23 @@ static kvt__ioeng *engine(bool posix)
 struct seen {
     unsigned char *head;
     kvt__io *ios;
-    size_t n, ready_calls, done_calls[8];
+    size_t n, steps, ready_calls, done_calls[8]; /* steps: ready() calls until it is done */
     int res_at_done[8];
-    bool ready_before_any_done;
+    bool ready_before_any_done; /* its first step */
 };
 
-static void on_ready(void *ctx)
+static bool on_ready(void *ctx)
 {
     struct seen *s = ctx;
-    s->ready_calls++;
-    s->ready_before_any_done = true;
-    for (size_t i = 0; i < s->n; i++)
-        s->ready_before_any_done &= s->done_calls[i] == 0;
+    if (s->ready_calls++ == 0) {
+        s->ready_before_any_done = true;
+        for (size_t i = 0; i < s->n; i++)
+            s->ready_before_any_done &= s->done_calls[i] == 0;
+    }
+    if (s->ready_calls < s->steps)
+        return false;
     memset(s->head, 'R', 4096); /* what the held transfer must carry */
+    return true;
 }
 
 static void on_done(void *ctx, size_t i)
@@ -61,7 +66,8 @@ static void on_done(void *ctx, size_t i)
     s->res_at_done[i] = s->ios[i].res;
 }
 
-/* A put's shape: payload transfers first, the header page held until ready() sealed it. */
+/* A put's shape: payload transfers first, the header page held until ready() sealed it,
+ * in its fifth step. */
 static void held_transfer_carries_what_ready_wrote(bool posix)
 {
     kvt__ioeng *e = engine(posix);
@@ -71,10 +77,10 @@ static void held_transfer_carries_what_ready_wrote(bool posix)
     memset(head, 'X', 4096); /* unsealed */
     kvt__io io[2] = {{.fd = fd, .write = true, .buf = payload, .len = 8 * MiB, .off = 4096},
                      {.fd = fd, .write = true, .buf = head, .len = 4096, .off = 0}};
-    struct seen s = {.head = head, .ios = io, .n = 2};
+    struct seen s = {.head = head, .ios = io, .n = 2, .steps = 5};
     struct kvt__ioeng_hooks h = {.hold = 1, .ready = on_ready, .done = on_done, .ctx = &s};
     assert_int_equal(kvt__ioeng_run_hooked(e, io, 2, &h), KVT_OK);
-    assert_int_equal(s.ready_calls, 1);
+    assert_int_equal(s.ready_calls, 5);
     assert_true(s.ready_before_any_done);
     assert_int_equal(s.done_calls[0], 1);
     assert_int_equal(s.done_calls[1], 1);
@@ -122,15 +128,15 @@ static void done_runs_once_per_transfer(bool posix)
     kvt__ioeng_free(e);
 }
 
-/* No transfers: ready still runs once; no hooks at all is plain kvt__ioeng_run. */
+/* No transfers: ready still runs to the end; no hooks at all is plain kvt__ioeng_run. */
 static void empty_batch_and_no_hooks(bool posix)
 {
     kvt__ioeng *e = engine(posix);
     unsigned char head[4096];
-    struct seen s = {.head = head};
+    struct seen s = {.head = head, .steps = 2};
     struct kvt__ioeng_hooks h = {.ready = on_ready, .done = on_done, .ctx = &s};
     assert_int_equal(kvt__ioeng_run_hooked(e, NULL, 0, &h), KVT_OK);
-    assert_int_equal(s.ready_calls, 1);
+    assert_int_equal(s.ready_calls, 2);
     int fd = tmp_file("plain");
     unsigned char *buf = aligned_alloc(4096, 4096);
     memset(buf, 1, 4096);

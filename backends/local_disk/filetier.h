@@ -53,10 +53,10 @@ struct kvt__ft_layout {
     uint64_t (*charge)(uint64_t n);
     /* Builds the header page of a put, before its payload is written. */
     int (*header)(const char *key_string, struct kvt__ft_info *info, unsigned char h[KVT__FT_HDR]);
-    /* Optional: finishes that page with what it needs from the payload (LocalDisk: its
-     * checksum, kept in info->sum too). Called while the payload's writes are in flight,
-     * before the header's own; `data` holds the whole payload. */
-    void (*seal)(const void *data, struct kvt__ft_info *info, unsigned char h[KVT__FT_HDR]);
+    /* Optional, with xxh3_sum: finishes that page with info->sum, the payload's xxh3-64,
+     * which the core computes while the payload's writes are in flight, before the
+     * header's own write. */
+    void (*seal)(const struct kvt__ft_info *info, unsigned char h[KVT__FT_HDR]);
     /* Checks a finished read. `xxh3_sum`: info->sum is the xxh3-64 of the payload, which
      * the core checks as the payload lands. `verify` (optional) checks the rest: `head`
      * is the header page read with it (NULL unless read_header), `buf` the payload;

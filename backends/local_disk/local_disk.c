@@ -156,9 +156,8 @@ static int ld_header(const char *ks, struct kvt__ft_info *in, unsigned char *h)
 }
 
 /* The payload's checksum, and the header's own over it. */
-static void ld_seal(const void *data, struct kvt__ft_info *in, unsigned char *h)
+static void ld_seal(const struct kvt__ft_info *in, unsigned char *h)
 {
-    in->sum = XXH3_64bits(data, in->payload_len);
     put64(h + H_PAYSUM, in->sum);
     put64(h + H_HDRSUM, XXH3_64bits(h, H_HDRSUM));
 }
