@@ -867,6 +867,10 @@ static void put_slice(kvt__ft *ft, size_t n, const kvt_key *keys, kvt_obj *const
         unsigned char *pages = ft->scratch + 2 * i * HDR;
         w[i] = (struct wput){.h = pages, .tail = pages + HDR, .fd = -1};
         sts[i] = put_begin(ft, &keys[i], objs[i], &w[i]);
+    }
+    /* Opened after every reservation: the first directory fsync of a recycled file (see
+     * put_open) then commits the whole slice's renames, and the rest find them done. */
+    for (size_t i = 0; i < n; i++) {
         if (w[i].e)
             put_open(ft, &w[i]);
         if (w[i].e && !w[i].err)
