@@ -553,15 +553,16 @@ int kvt_put(kvt_store *s, const kvt_key *key, const void *data, size_t len,
     return rc;
 }
 
-/* Plugs the write queues of sn's tiers for a batch of puts: each worker then waits for a
- * whole batch (or the unplug) instead of taking the batch's first chunk alone, so the
- * batch reaches its tier as one batched_put with every request in flight. A plugged tier
- * is entered, so its queue outlives the plug. Returns the plugged tiers' bits. */
+/* Plugs the write queues of sn's open tiers for a batch of puts: each worker then waits
+ * for a whole batch (or the unplug) instead of taking the batch's first chunk alone, so
+ * the batch reaches its tier as one batched_put with every request in flight. Not an
+ * enter: a close need not wait for the whole call (sn's reference keeps each queue, and
+ * a stopped queue ignores plugs). Returns the plugged tiers' bits. */
 static uint32_t plug(kvt__snap *sn)
 {
     uint32_t on = 0;
     for (size_t i = 0; i < sn->n; i++)
-        if (sn->bk[i]->wq && kvt__bk_enter(sn->bk[i])) {
+        if (sn->bk[i]->wq && !atomic_load(&sn->bk[i]->closing)) {
             kvt__wq_plug(sn->bk[i]->wq, true);
             on |= 1u << i;
         }
@@ -571,10 +572,26 @@ static uint32_t plug(kvt__snap *sn)
 static void unplug(kvt__snap *sn, uint32_t on)
 {
     for (size_t i = 0; i < sn->n; i++)
-        if (bit(on, i)) {
+        if (bit(on, i))
             kvt__wq_plug(sn->bk[i]->wq, false);
-            kvt__bk_leave(sn->bk[i]);
-        }
+}
+
+/* A put of the batch found no CPU room: the call's earlier chunks may still be queued (a
+ * queued chunk cannot be evicted), more so while the plug holds them. So unplug, wait
+ * (write_queue_timeout_ms at most) until every queue has written what it holds, and let
+ * the caller try that put once more. */
+static void drain_queues(kvt_store *s, kvt__snap *sn, uint32_t *plugged)
+{
+    uint64_t marks[KVT_MAX_BACKENDS] = {0};
+    for (size_t i = 0; i < sn->n; i++)
+        if (sn->bk[i]->wq)
+            marks[i] = kvt__wq_mark(sn->bk[i]->wq);
+    unplug(sn, *plugged);
+    *plugged = 0;
+    struct timespec deadline = kvt__deadline(atomic_load(&s->wq_timeout_ms));
+    for (size_t i = 0; i < sn->n; i++)
+        if (sn->bk[i]->wq)
+            kvt__wq_wait(sn->bk[i]->wq, marks[i], &deadline);
 }
 
 int kvt_batched_put(kvt_store *s, size_t n, const kvt_key keys[], const void *const data[],
@@ -587,8 +604,14 @@ int kvt_batched_put(kvt_store *s, size_t n, const kvt_key keys[], const void *co
     NEED(s && (!n || (keys && data && lens)), "kvt_batched_put", "store, keys, data or lens is NULL");
     kvt__snap *sn = kvt__snap_get(s);
     uint32_t plugged = n > 1 ? plug(sn) : 0;
-    for (; i < n && rc == KVT_OK; i++)
-        rc = kvt_put(s, &keys[i], data[i], lens[i], metas ? &metas[i] : NULL);
+    for (; i < n && rc == KVT_OK; i++) {
+        const kvt_chunk_meta *m = metas ? &metas[i] : NULL;
+        rc = kvt_put(s, &keys[i], data[i], lens[i], m);
+        if (rc == KVT_ENOMEM) {
+            drain_queues(s, sn, &plugged);
+            rc = kvt_put(s, &keys[i], data[i], lens[i], m);
+        }
+    }
     unplug(sn, plugged);
     kvt__snap_put(sn);
     if (stored)
@@ -606,8 +629,13 @@ int kvt_batched_put_obj(kvt_store *s, size_t n, const kvt_key keys[], kvt_obj *c
     NEED(s && (!n || (keys && objs)), "kvt_batched_put_obj", "store, keys or objs is NULL");
     kvt__snap *sn = kvt__snap_get(s);
     uint32_t plugged = n > 1 ? plug(sn) : 0;
-    for (; i < n && rc == KVT_OK; i++)
+    for (; i < n && rc == KVT_OK; i++) {
         rc = kvt_put_obj(s, &keys[i], objs[i]);
+        if (rc == KVT_ENOMEM) {
+            drain_queues(s, sn, &plugged);
+            rc = kvt_put_obj(s, &keys[i], objs[i]);
+        }
+    }
     unplug(sn, plugged);
     kvt__snap_put(sn);
     if (stored)

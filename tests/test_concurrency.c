@@ -1,7 +1,7 @@
 /* Concurrency, run under TSan and ASan by the test command.
  *
- * 1. Four threads put and get while another thread loops close / create / recreate of
- *    one tier 1,000 times.
+ * 1. Four threads put (two of them in plugged pairs, kvt_batched_put) and get while
+ *    another thread loops close / create / recreate of one tier 1,000 times.
  *
  * The CPU tier is small, so gets and lookups also reach the lower tiers (and read into
  * CPU buffers through kvt_backend_alloc) while one of them churns. Pins down: no crash
@@ -52,7 +52,18 @@ static void *worker_main(void *arg)
     unsigned char buf[LEN], got[LEN];
     unsigned seed = w->id;
     while (!atomic_load(w->stop)) {
-        if (w->ncommitted < MAX_PUTS) {
+        if (w->id % 2 && w->ncommitted + 2 <= MAX_PUTS) { /* odd workers: plugged pairs */
+            static _Thread_local unsigned char two[2][LEN];
+            uint64_t hs[2] = {key_hash(w->id, w->ncommitted), key_hash(w->id, w->ncommitted + 1)};
+            kvt_key ks[2] = {tk_key(hs[0]), tk_key(hs[1])};
+            const void *data[2] = {two[0], two[1]};
+            size_t lens[2] = {LEN, LEN}, stored = 0;
+            tk_fill(two[0], LEN, hs[0]);
+            tk_fill(two[1], LEN, hs[1]);
+            kvt_batched_put(w->s, 2, ks, data, lens, NULL, &stored);
+            for (size_t i = 0; i < stored; i++)
+                w->committed[w->ncommitted++] = hs[i];
+        } else if (w->ncommitted < MAX_PUTS) {
             uint64_t h = key_hash(w->id, w->ncommitted);
             kvt_key k = tk_key(h);
             tk_fill(buf, sizeof buf, h);

@@ -942,6 +942,30 @@ static void batched_puts_reach_a_tier_together(void **state)
     kvt_store_close(s);
 }
 
+/* A plugged batch holds its queued chunks, which the CPU tier cannot evict: with a pool of
+ * 4 chunks, the fifth put lets them go, waits for them and goes on; all 20 are stored. */
+static void batched_put_larger_than_the_pool(void **state)
+{
+    (void)state;
+    kvt_store *s = open_with(false, true, "max_local_cpu_size", "0.0000306");
+    kvt_key keys[20];
+    unsigned char bufs[20][LEN];
+    const void *data[20];
+    size_t lens[20], stored = 0;
+    for (uint64_t h = 1; h <= 20; h++) {
+        keys[h - 1] = tk_key(h);
+        tk_fill(bufs[h - 1], LEN, h);
+        data[h - 1] = bufs[h - 1];
+        lens[h - 1] = LEN;
+    }
+    assert_int_equal(kvt_batched_put(s, 20, keys, data, lens, NULL, &stored), KVT_OK);
+    assert_int_equal(stored, 20);
+    assert_int_equal(kvt_flush(s, -1), KVT_OK);
+    for (uint64_t h = 1; h <= 20; h++)
+        assert_true(tier_holds(&tk_b, h));
+    kvt_store_close(s);
+}
+
 /* A remove of one key of the batch being written undoes that key alone. */
 static void remove_during_a_batch_undoes_only_its_key(void **state)
 {
@@ -1204,6 +1228,7 @@ int main(void)
         cmocka_unit_test_setup(short_vtable_slot_is_never_called, setup),
         cmocka_unit_test_setup(write_through_batches_queued_items, setup),
         cmocka_unit_test_setup(batched_puts_reach_a_tier_together, setup),
+        cmocka_unit_test_setup(batched_put_larger_than_the_pool, setup),
         cmocka_unit_test_setup(remove_during_a_batch_undoes_only_its_key, setup),
         cmocka_unit_test_setup(flush_waits_for_a_batch_with_cancelled_items, setup),
         cmocka_unit_test_setup(v4_table_gets_single_puts, setup),

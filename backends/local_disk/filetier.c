@@ -716,12 +716,18 @@ static void put_open(kvt__ft *ft, struct wput *w)
     }
     int direct = d->direct ? O_DIRECT : 0;
     /* A recycled file's rename reaches the disk before its first byte is overwritten (the
-     * old name's directory is the one that matters); where that cannot be done, the put
-     * writes a fresh file instead. */
-    if (w->recycled && !ft->lay->xxh3_sum &&
-        (kvt__ft_fsync_parent(d->fd, w->was) != 0 || kvt__ft_fsync_parent(d->fd, w->tmp) != 0)) {
-        unlinkat(d->fd, w->tmp, 0);
-        w->recycled = w->have_tmp = false;
+     * old name's directory is the one that matters); where directories cannot be synced,
+     * the put writes a fresh file instead. */
+    if (w->recycled && !ft->lay->xxh3_sum) {
+        int err = kvt__ft_fsync_parent(d->fd, w->was);
+        if (!err)
+            err = kvt__ft_fsync_parent(d->fd, w->tmp);
+        if (err == EINVAL || err == ENOTSUP) {
+            unlinkat(d->fd, w->tmp, 0);
+            w->recycled = w->have_tmp = false;
+        } else if ((w->err = err) != 0) {
+            return;
+        }
     }
     if (w->recycled && (w->fd = openat(d->fd, w->tmp, O_WRONLY | O_CLOEXEC | direct)) < 0) {
         w->err = errno;
@@ -780,8 +786,10 @@ static bool seal_headers(void *arg)
 {
     struct slice *sl = arg;
     kvt__ft *ft = sl->ft;
-    while (sl->i < sl->n && (!sl->w[sl->i].e || sl->w[sl->i].err))
+    while (sl->i < sl->n && (!sl->w[sl->i].e || sl->w[sl->i].err)) {
         sl->i++;
+        sl->off = 0;
+    }
     if (!ft->lay->seal || sl->i == sl->n)
         return true;
     struct wput *w = &sl->w[sl->i];

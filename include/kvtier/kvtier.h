@@ -88,7 +88,9 @@ KVT_API int kvt_put(kvt_store *s, const kvt_key *key, const void *data, size_t l
 /** kvt_put() for `n` chunks, stopping at the first failure; `*stored` (may be NULL)
  *  counts the chunks stored before it. The lower tiers' write queues are plugged for the
  *  call, so the chunks reach each tier together (one batched_put of up to 8), not the
- *  first one alone: use it for the chunks of one request. */
+ *  first one alone: use it for the chunks of one request. A chunk that finds no CPU room
+ *  (KVT_ENOMEM) first waits, write_queue_timeout_ms at most, for the queued chunks to be
+ *  written (queued chunks cannot be evicted) and tries once more. */
 KVT_API int kvt_batched_put(kvt_store *s, size_t n, const kvt_key keys[], const void *const data[],
                             const size_t lens[], const kvt_chunk_meta *metas, size_t *stored);
 
