@@ -900,14 +900,10 @@ static void write_through_batches_queued_items(void **state)
     kvt_store_close(s);
 }
 
-/* kvt_batched_put and kvt_batched_put_obj plug the tiers' queues: the chunks of one call
- * reach a tier as whole batches (8, 8, then the rest at the unplug), never the first alone. */
-static void batched_puts_reach_a_tier_together(void **state)
+/* Stores chunks 1..20 (keys[] out) with one kvt_batched_put, which must store them all. */
+static void batched_put_20(kvt_store *s, kvt_key keys[20])
 {
-    (void)state;
-    kvt_store *s = open_with(false, true, NULL, NULL);
-    kvt_key keys[20];
-    unsigned char bufs[20][LEN];
+    static unsigned char bufs[20][LEN];
     const void *data[20];
     size_t lens[20], stored = 0;
     for (uint64_t h = 1; h <= 20; h++) {
@@ -918,6 +914,16 @@ static void batched_puts_reach_a_tier_together(void **state)
     }
     assert_int_equal(kvt_batched_put(s, 20, keys, data, lens, NULL, &stored), KVT_OK);
     assert_int_equal(stored, 20);
+}
+
+/* kvt_batched_put and kvt_batched_put_obj plug the tiers' queues: the chunks of one call
+ * reach a tier as whole batches (8, 8, then the rest at the unplug), never the first alone. */
+static void batched_puts_reach_a_tier_together(void **state)
+{
+    (void)state;
+    kvt_store *s = open_with(false, true, NULL, NULL);
+    kvt_key keys[20];
+    batched_put_20(s, keys);
     assert_int_equal(kvt_flush(s, -1), KVT_OK);
     assert_int_equal(atomic_load(&tk_b.batched_put_calls), 3);
     assert_int_equal(atomic_load(&tk_b.batched_put_max), 8);
@@ -930,6 +936,7 @@ static void batched_puts_reach_a_tier_together(void **state)
         assert_int_equal(kvt_obj_alloc(s, LEN, NULL, &objs[h - 21]), KVT_OK);
         tk_fill(kvt_obj_data_mut(objs[h - 21]), LEN, h);
     }
+    size_t stored = 0;
     assert_int_equal(kvt_batched_put_obj(s, 5, keys, objs, &stored), KVT_OK);
     assert_int_equal(stored, 5);
     for (int i = 0; i < 5; i++)
@@ -949,17 +956,7 @@ static void batched_put_larger_than_the_pool(void **state)
     (void)state;
     kvt_store *s = open_with(false, true, "max_local_cpu_size", "0.0000306");
     kvt_key keys[20];
-    unsigned char bufs[20][LEN];
-    const void *data[20];
-    size_t lens[20], stored = 0;
-    for (uint64_t h = 1; h <= 20; h++) {
-        keys[h - 1] = tk_key(h);
-        tk_fill(bufs[h - 1], LEN, h);
-        data[h - 1] = bufs[h - 1];
-        lens[h - 1] = LEN;
-    }
-    assert_int_equal(kvt_batched_put(s, 20, keys, data, lens, NULL, &stored), KVT_OK);
-    assert_int_equal(stored, 20);
+    batched_put_20(s, keys);
     assert_int_equal(kvt_flush(s, -1), KVT_OK);
     for (uint64_t h = 1; h <= 20; h++)
         assert_true(tier_holds(&tk_b, h));
