@@ -594,24 +594,36 @@ static void drain_queues(kvt_store *s, kvt__snap *sn, uint32_t *plugged)
             kvt__wq_wait(sn->bk[i]->wq, marks[i], &deadline);
 }
 
-int kvt_batched_put(kvt_store *s, size_t n, const kvt_key keys[], const void *const data[],
-                    const size_t lens[], const kvt_chunk_meta *metas, size_t *stored)
+/* One batched call's chunks: kvt_batched_put's (data, lens, metas) or kvt_batched_put_obj's
+ * (objs). */
+struct put_batch {
+    const kvt_key *keys;
+    const void *const *data;
+    const size_t *lens;
+    const kvt_chunk_meta *metas;
+    kvt_obj *const *objs;
+};
+
+static int put_one(kvt_store *s, const struct put_batch *b, size_t i)
+{
+    if (b->objs)
+        return kvt_put_obj(s, &b->keys[i], b->objs[i]);
+    return kvt_put(s, &b->keys[i], b->data[i], b->lens[i], b->metas ? &b->metas[i] : NULL);
+}
+
+/* Stores b's n chunks in order with the queues plugged, stopping at the first failure; a
+ * chunk without CPU room is tried again once the queues are drained. */
+static int put_all(kvt_store *s, size_t n, const struct put_batch *b, size_t *stored)
 {
     int rc = KVT_OK;
     size_t i = 0;
-    if (stored)
-        *stored = 0;
-    NEED(s && (!n || (keys && data && lens)), "kvt_batched_put", "store, keys, data or lens is NULL");
     kvt__snap *sn = kvt__snap_get(s);
     uint32_t plugged = n > 1 ? plug(sn) : 0;
-    for (; i < n && rc == KVT_OK; i++) {
-        const kvt_chunk_meta *m = metas ? &metas[i] : NULL;
-        rc = kvt_put(s, &keys[i], data[i], lens[i], m);
-        if (rc == KVT_ENOMEM) {
+    for (; i < n && rc == KVT_OK; i++)
+        if ((rc = put_one(s, b, i)) == KVT_ENOMEM) {
             drain_queues(s, sn, &plugged);
-            rc = kvt_put(s, &keys[i], data[i], lens[i], m);
+            rc = put_one(s, b, i);
         }
-    }
     unplug(sn, plugged);
     kvt__snap_put(sn);
     if (stored)
@@ -619,28 +631,22 @@ int kvt_batched_put(kvt_store *s, size_t n, const kvt_key keys[], const void *co
     return rc;
 }
 
+int kvt_batched_put(kvt_store *s, size_t n, const kvt_key keys[], const void *const data[],
+                    const size_t lens[], const kvt_chunk_meta *metas, size_t *stored)
+{
+    if (stored)
+        *stored = 0;
+    NEED(s && (!n || (keys && data && lens)), "kvt_batched_put", "store, keys, data or lens is NULL");
+    return put_all(s, n, &(struct put_batch){keys, data, lens, metas, NULL}, stored);
+}
+
 int kvt_batched_put_obj(kvt_store *s, size_t n, const kvt_key keys[], kvt_obj *const objs[],
                         size_t *stored)
 {
-    int rc = KVT_OK;
-    size_t i = 0;
     if (stored)
         *stored = 0;
     NEED(s && (!n || (keys && objs)), "kvt_batched_put_obj", "store, keys or objs is NULL");
-    kvt__snap *sn = kvt__snap_get(s);
-    uint32_t plugged = n > 1 ? plug(sn) : 0;
-    for (; i < n && rc == KVT_OK; i++) {
-        rc = kvt_put_obj(s, &keys[i], objs[i]);
-        if (rc == KVT_ENOMEM) {
-            drain_queues(s, sn, &plugged);
-            rc = kvt_put_obj(s, &keys[i], objs[i]);
-        }
-    }
-    unplug(sn, plugged);
-    kvt__snap_put(sn);
-    if (stored)
-        *stored = rc == KVT_OK ? n : i - 1;
-    return rc;
+    return put_all(s, n, &(struct put_batch){.keys = keys, .objs = objs}, stored);
 }
 
 int kvt_obj_alloc(kvt_store *s, size_t size, const kvt_chunk_meta *meta, kvt_obj **out)
